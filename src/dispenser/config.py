@@ -1,0 +1,289 @@
+"""Settings: one TOML file, validated on load into frozen, typed dataclasses.
+
+Every setting has a default that works on a laptop (simulated controller, built-in
+scenario), so `Settings()` is a complete configuration. A file only overrides what it
+names. Loading rejects unknown sections and keys, wrong types and out-of-range values with
+one line that names the key and the allowed range, e.g.
+
+    config: store.retention_s = 900 is out of range (allowed 0 < x <= 600)
+
+The privacy ceilings are enforced here, not left to documentation: the retention limit can
+be shortened, never raised past `RETENTION_CEILING_S`, and the deny window can never
+outlast retention (invariant 2 in docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dispenser.errors import ConfigError
+
+# Hard ceiling of the retention limit (seconds). A config file cannot raise it.
+RETENTION_CEILING_S = 600.0
+
+
+def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+             lo_open: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying its bounds, so validation and docs share one source."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+class _Section:
+    """Base of every section: values are checked against their bounds on construction,
+    so settings built in code obey the same limits as settings read from a file."""
+
+    SECTION: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            _check_value(f"{self.SECTION}.{f.name}", getattr(self, f.name), dict(f.metadata))
+
+
+@dataclass(frozen=True)
+class StoreSettings(_Section):
+    """The ephemeral template store (docs/privacy.md, invariants 1, 2, 7)."""
+
+    SECTION: ClassVar[str] = "store"
+
+    deny_window_s: float = _setting(
+        540.0, "a repeat visitor is refused for this long after being served",
+        lo=0.0, lo_open=True, hi=RETENTION_CEILING_S)
+    retention_s: float = _setting(
+        600.0, "every template is overwritten with zeros at this age",
+        lo=0.0, lo_open=True, hi=RETENTION_CEILING_S)
+    sweep_period_s: float = _setting(
+        1.0, "how often the sweeper deletes expired templates", lo=0.1, hi=5.0)
+    capacity: int = _setting(
+        1024, "templates held at most; when full the oldest is evicted", lo=1, hi=1_048_576)
+    reservation_timeout_s: float = _setting(
+        30.0, "an unresolved dispense reservation is rolled back after this long",
+        lo=1.0, hi=120.0)
+    key_epoch_s: float = _setting(
+        60.0, "templates are protected with a key that rotates this often", lo=1.0, hi=600.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.deny_window_s > self.retention_s:
+            raise ConfigError(
+                f"config: store.deny_window_s = {_num(self.deny_window_s)} must not exceed "
+                f"store.retention_s = {_num(self.retention_s)} "
+                f"(allowed 0 < deny_window_s <= retention_s <= {_num(RETENTION_CEILING_S)})")
+
+
+
+@dataclass(frozen=True)
+class MatchSettings(_Section):
+    """Face matching: cosine similarity between L2-normalised templates."""
+
+    SECTION: ClassVar[str] = "match"
+
+    threshold: float = _setting(
+        0.93, "similarity at or above which two faces count as the same person",
+        lo=-1.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class VisionSettings(_Section):
+    """Camera frame to template: detection, quality gate, hold-still."""
+
+    SECTION: ClassVar[str] = "vision"
+
+    hold_still_s: float = _setting(
+        3.0, "a face must stay steady this long before any decision", lo=0.5, hi=10.0)
+    min_face_px: int = _setting(
+        60, "smallest face (box height in pixels) the detector looks for", lo=20, hi=1000)
+    detect_max_side_px: int = _setting(
+        640, "frames are downscaled so their longer side is at most this", lo=160, hi=4096)
+    threads: int = _setting(
+        2, "onnxruntime intra-op threads (4 on a Pi 4/5, 2 on a 2-core laptop)", lo=1, hi=64)
+    idle_detect_hz: float = _setting(
+        2.0, "detection rate while nobody is in view", lo=0.1, hi=30.0)
+
+
+@dataclass(frozen=True)
+class CameraSettings(_Section):
+    """Where frames come from."""
+
+    SECTION: ClassVar[str] = "camera"
+
+    source: str = _setting(
+        "0", "camera index (\"0\"), a video file path, or a V4L2 device path")
+    width: int = _setting(640, "requested capture width", lo=160, hi=4096)
+    height: int = _setting(480, "requested capture height", lo=120, hi=4096)
+
+
+@dataclass(frozen=True)
+class SerialSettings(_Section):
+    """The link to the motor controller."""
+
+    SECTION: ClassVar[str] = "serial"
+
+    port: str = _setting(
+        "sim", "serial device path, or \"sim\" to run the simulated controller in-process")
+    baud: int = _setting(115200, "baud rate (ignored by USB-CDC)", lo=1200, hi=3_000_000)
+    timeout_s: float = _setting(0.5, "reply timeout per request", lo=0.05, hi=10.0)
+    retries: int = _setting(3, "resends of a request before the controller is offline",
+                            lo=0, hi=10)
+    heartbeat_s: float = _setting(
+        1.0, "heartbeat period; the controller stops the motor when heartbeats stop",
+        lo=0.1, hi=10.0)
+
+
+@dataclass(frozen=True)
+class DispenseSettings(_Section):
+    """Paper."""
+
+    SECTION: ClassVar[str] = "dispense"
+
+    ribbon_mm: int = _setting(600, "ribbon length per face decision", lo=600, hi=1000)
+    button_ribbon_mm: int = _setting(
+        400, "ribbon length for the no-scan button (no face processing)", lo=100, hi=1000)
+    button_min_interval_s: float = _setting(
+        30.0, "the no-scan button dispenses at most once per this many seconds (globally)",
+        lo=0.0, hi=3600.0)
+
+
+@dataclass(frozen=True)
+class DisplaySettings(_Section):
+    """What the person in front of the machine reads."""
+
+    SECTION: ClassVar[str] = "display"
+
+    language: str = _setting("en", "message language", choices=("en", "zh"))
+
+
+@dataclass(frozen=True)
+class LogSettings(_Section):
+    """Operational logging (never biometric data: see dispenser.logsafe)."""
+
+    SECTION: ClassVar[str] = "log"
+
+    level: str = _setting("INFO", "log level",
+                          choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    status_every_s: float = _setting(
+        300.0, "a counters-only status line is logged this often", lo=1.0, hi=86400.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration; `Settings()` is the laptop default."""
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+    match: MatchSettings = field(default_factory=MatchSettings)
+    vision: VisionSettings = field(default_factory=VisionSettings)
+    camera: CameraSettings = field(default_factory=CameraSettings)
+    serial: SerialSettings = field(default_factory=SerialSettings)
+    dispense: DispenseSettings = field(default_factory=DispenseSettings)
+    display: DisplaySettings = field(default_factory=DisplaySettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+def _num(x: float) -> str:
+    """600.0 -> '600', 0.1 -> '0.1', 1048576 -> '1048576' (never scientific notation)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _describe_range(meta: dict[str, Any]) -> str:
+    if meta["choices"]:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    lo, hi = meta["lo"], meta["hi"]
+    left = "" if lo is None else f"{_num(lo)} {'<' if meta['lo_open'] else '<='} "
+    right = "" if hi is None else f" <= {_num(hi)}"
+    return f"{left}x{right}"
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Accept ints where floats are expected; reject bools posing as numbers."""
+    ok = (isinstance(value, kind) and not isinstance(value, bool)) or (
+        kind is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(
+            f"config: {key} = {value!r} has the wrong type (expected {kind.__name__})")
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"config: {key} = {value!r} must be a finite number")
+    return value
+
+
+def _check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"config: {key} = {value!r} is not allowed "
+                          f"(allowed {_describe_range(meta)})")
+    lo, hi = meta["lo"], meta["hi"]
+    too_low = lo is not None and (value <= lo if meta["lo_open"] else value < lo)
+    too_high = hi is not None and value > hi
+    if too_low or too_high:
+        raise ConfigError(f"config: {key} = {value!r} is out of range "
+                          f"(allowed {_describe_range(meta)})")
+
+
+def _build_section(name: str, cls: type, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config: [{name}] must be a table, not {type(table).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in known:
+            raise ConfigError(f"config: unknown key {name}.{key} "
+                              f"(known: {', '.join(sorted(known))})")
+        kind = type(known[key].default)
+        values[key] = _coerce(f"{name}.{key}", raw, kind)
+    return cls(**values)
+
+
+def _section_classes() -> dict[str, type[_Section]]:
+    """Section name -> its dataclass, read off `Settings`' annotations."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def settings_from_mapping(data: dict[str, Any]) -> Settings:
+    """Validate a parsed TOML document (a dict of section tables) into `Settings`."""
+    sections = _section_classes()
+    built: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(f"config: unknown section [{name}] "
+                              f"(known: {', '.join(sorted(sections))})")
+        built[name] = _build_section(name, sections[name], table)
+    return Settings(**built)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Load and validate `path`; `None` means the built-in laptop defaults."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config: file not found: {p}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config: {p} is a directory, not a TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"config: cannot read {p}: {reason}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    return settings_from_mapping(data)
+
+
+def describe_settings() -> list[tuple[str, Any, str, str]]:
+    """(key, default, allowed range, meaning) for every setting: used by docs and --help."""
+    rows = []
+    for section, cls in _section_classes().items():
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            meta = dict(f.metadata)
+            rows.append((f"{section}.{f.name}", f.default, _describe_range(meta),
+                         meta["doc"]))
+    return rows

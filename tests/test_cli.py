@@ -1,0 +1,65 @@
+"""The `dispenser` command line: help, version, bad arguments, bad config, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispenser import __version__
+from dispenser.cli import COMMANDS, main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed entry point in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "dispenser", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_help_lists_every_subcommand() -> None:
+    out = _run("--help")
+    assert out.returncode == 0
+    for name in COMMANDS:
+        assert name in out.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dispenser {__version__}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([name, "--help"])
+    assert info.value.code == 0
+    assert f"dispenser {name}" in capsys.readouterr().out
+
+
+def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fly"])
+    assert info.value.code == 2
+    assert "invalid choice: 'fly'" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "none.toml"
+    out = _run("--config", str(missing), "audit")
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"dispenser: error: config: file not found: {missing}"
+
+
+def test_invalid_config_names_the_key_and_is_accepted_after_the_subcommand(
+        tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[store]\nretention_s = 3600\n")
+    out = _run("audit", "--config", str(cfg))
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("dispenser: error: config: store.retention_s = 3600.0 is out "
+                                  "of range (allowed 0 < x <= 600)")
+    assert "Traceback" not in out.stderr
