@@ -1,0 +1,132 @@
+"""Scan this process's own memory for byte patterns.
+
+The audit's strongest evidence (issue 8): after templates pass their retention limit, we
+read every readable mapping of our own address space (`/proc/self/maps` +
+`/proc/self/mem`) and search it for the exact bytes of each template that was ever
+admitted, in every form it was stored. Zero hits means no copy survived anywhere Python,
+numpy, numba or onnxruntime may have left one. A positive control (a template still live)
+must be found, or the scan proves nothing.
+
+Only counts and addresses-free summaries leave this module: the patterns themselves are
+never printed or logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$")
+# Kernel-provided mappings that cannot be read through /proc/self/mem or hold no user data.
+_SKIP_NAMES = ("[vvar]", "[vsyscall]", "[vvar_vclock]")
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan covered and how many times each pattern was found (in input order)."""
+
+    bytes_scanned: int
+    regions_scanned: int
+    regions_unreadable: int
+    hits: tuple[int, ...]
+
+    @property
+    def total_hits(self) -> int:
+        return sum(self.hits)
+
+
+def _readable_regions(exclude: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    regions = []
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        for line in maps:
+            m = _MAPS_LINE.match(line)
+            if not m or m.group(3)[0] != "r" or m.group(4).strip() in _SKIP_NAMES:
+                continue
+            start, end = int(m.group(1), 16), int(m.group(2), 16)
+            if any(start < ex_end and ex_start < end for ex_start, ex_end in exclude):
+                regions.extend(_subtract((start, end), exclude))
+            else:
+                regions.append((start, end))
+    return regions
+
+
+def _subtract(region: tuple[int, int], exclude: Sequence[tuple[int, int]]
+              ) -> list[tuple[int, int]]:
+    pieces = [region]
+    for ex_start, ex_end in exclude:
+        nxt = []
+        for start, end in pieces:
+            if ex_end <= start or end <= ex_start:
+                nxt.append((start, end))
+                continue
+            if start < ex_start:
+                nxt.append((start, ex_start))
+            if ex_end < end:
+                nxt.append((ex_end, end))
+        pieces = nxt
+    return pieces
+
+
+def scan_own_memory(reference: np.ndarray) -> ScanResult:
+    """Count occurrences of each row of `reference` (k rows, any dtype) in our own memory.
+
+    The reference array itself is excluded from the scan, and the rows are compared through
+    memoryviews, so the scan makes no extra copy of a pattern that it could then find.
+    Everything the scan reads into its own buffers came from memory that already held the
+    pattern, so transient buffers can only repeat a true hit, never invent one. Patterns
+    that straddle a chunk boundary are found (chunks overlap by the pattern length).
+    """
+    if reference.ndim == 0 or reference.shape[0] == 0 or reference.nbytes == 0:
+        raise ValueError("scan_own_memory needs at least one non-empty pattern")
+    if not reference.flags.c_contiguous:
+        raise ValueError("scan_own_memory needs a C-contiguous reference (a copy would be "
+                         "found as a hit)")
+    flat = reference.view(np.uint8).reshape(reference.shape[0], -1)
+    patterns = [memoryview(flat[i]) for i in range(flat.shape[0])]
+    keep = flat.shape[1] - 1  # bytes carried over between chunks
+    # One reusable read buffer, excluded from the scan like the reference itself.
+    buf = bytearray(_CHUNK + keep)
+    buf_addr = np.frombuffer(buf, dtype=np.uint8).ctypes.data
+    exclude = [(flat.ctypes.data, flat.ctypes.data + flat.nbytes),
+               (buf_addr, buf_addr + len(buf))]
+    hits = [0] * len(patterns)
+    scanned = regions_ok = unreadable = 0
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        for start, end in _readable_regions(exclude):
+            carried = 0
+            ok = True
+            for offset in range(start, end, _CHUNK):
+                try:
+                    mem.seek(offset)
+                    n = mem.readinto(memoryview(buf)[carried:carried + min(_CHUNK, end - offset)])
+                except (OSError, ValueError, OverflowError):
+                    ok = False
+                    break
+                if not n:
+                    break
+                filled = carried + n
+                for k, pattern in enumerate(patterns):
+                    hits[k] += _count_new(buf, filled, pattern, carried)
+                scanned += n
+                carried = min(keep, filled)
+                buf[:carried] = buf[filled - carried:filled]
+            if ok:
+                regions_ok += 1
+            else:
+                unreadable += 1
+    return ScanResult(scanned, regions_ok, unreadable, tuple(hits))
+
+
+def _count_new(buf: bytearray, filled: int, pattern: memoryview, carried: int) -> int:
+    """Occurrences of `pattern` in buf[:filled] that end past the carried-over bytes."""
+    count = 0
+    pos = buf.find(pattern, 0, filled)
+    while pos != -1:
+        if pos + len(pattern) > carried:
+            count += 1
+        pos = buf.find(pattern, pos + 1, filled)
+    return count
