@@ -1,0 +1,175 @@
+"""Aligned face chip -> L2-normalised identity template, with onnxruntime.
+
+The model is dlib's face-recognition ResNet converted to ONNX (models/
+dlib_face_recognition_resnet_model_v1.toml). Its input is the raw uint8 RGB chip that
+dlib's `get_face_chip(size=150, padding=0.25)` produces; normalisation happens inside the
+graph. Its output is dlib's raw 128-d descriptor, which this class L2-normalises so that
+templates compare by cosine similarity (a dot product).
+
+Where the face data lives (so that it can be zeroised): the chip is copied into an input
+array this class owns, the network writes its descriptor into an output array this class
+owns (both bound with onnxruntime I/O binding, so onnxruntime reads and writes those exact
+bytes rather than arrays it allocates), and the template is written into the caller's
+buffer. Both owned arrays are overwritten with zeros after every call, even a failed one.
+onnxruntime's own intermediate activations live in its memory arena; they are reused, not
+cleared, by the next run (docs/performance.md, "Embedder", explains the session choices).
+
+Session settings, chosen for one face at a time on a small board:
+  * intra_op threads = settings.vision.threads (4 on a Pi 4/5, 2 on a 2-core laptop): the
+    convolutions parallelise well; more threads than cores only adds contention;
+  * inter_op threads = 1 and sequential execution: the graph is a chain, there is nothing
+    to run in parallel between operators;
+  * ORT_ENABLE_ALL: folds each affine (Mul+Add) into the preceding Conv and fuses ReLUs,
+    which is where most of the speed-up over the literal dlib graph comes from;
+  * CPU memory arena and memory pattern on: shapes are fixed, so after the first run the
+    same blocks are reused with no allocation per face. Turning the arena off does not
+    clear freed memory either (it goes back to malloc unzeroed), so it buys no privacy and
+    costs an allocation per layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dispenser.errors import DispenserError
+from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
+
+if TYPE_CHECKING:
+    from dispenser.config import VisionSettings
+
+EMBEDDER_MODEL = "dlib_face_recognition_resnet_model_v1"
+
+
+def _check_array(value: object, what: str, shape: tuple[int, ...], dtype: type, *,
+                 writeable: bool = False, shown_shape: str | None = None) -> None:
+    """Pass if `value` is an ndarray of exactly this shape and dtype, else a one-line error."""
+    if not isinstance(value, np.ndarray):
+        raise DispenserError(f"{what} must be a numpy array, got {type(value).__name__}")
+    if value.shape != shape or value.dtype != dtype:
+        raise DispenserError(f"{what} must be {np.dtype(dtype).name} with shape "
+                             f"{shown_shape or shape}, got {value.dtype.name} with shape "
+                             f"{value.shape}")
+    if writeable and not value.flags.writeable:
+        raise DispenserError(f"{what} is read-only")
+
+
+# onnxruntime names element types after ONNX (tensor(float)); cards use numpy names.
+_ORT_TYPE_NAMES = {"float32": "float", "float64": "double"}
+
+
+def check_session_io(session: Any, card: ModelCard) -> None:
+    """Refuse a session whose inputs or outputs are not what the card promises."""
+    for kind, declared, actual in (("input", card.inputs, session.get_inputs()),
+                                   ("output", card.outputs, session.get_outputs())):
+        found = [(a.name, a.type, tuple(a.shape)) for a in actual]
+        wanted = [(s.name, f"tensor({_ORT_TYPE_NAMES.get(s.dtype, s.dtype)})", s.shape)
+                  for s in declared]
+        if found != wanted:
+            raise DispenserError(f"model {card.file}: {kind}s {found} do not match its card "
+                                 f"{wanted}")
+
+
+class Embedder:
+    """One onnxruntime session of the face embedder and the buffers it reads and writes.
+
+    `embed` handles one chip (the device path); `embed_batch` handles many in chunks of up
+    to `batch_capacity` (calibration). Not thread-safe: one caller at a time.
+    """
+
+    def __init__(self, threads: int = 2, *, model: str = EMBEDDER_MODEL,
+                 model_path: Path | None = None, card_path: Path | None = None,
+                 batch_capacity: int = 8) -> None:
+        import onnxruntime as ort
+
+        if threads < 1 or batch_capacity < 1:
+            raise DispenserError("embedder threads and batch_capacity must be at least 1")
+        self.card = load_card(model, card_path)
+        model_bytes = read_verified_model(self.card, model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = True
+        options.enable_mem_pattern = True
+        options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        try:
+            self._session = ort.InferenceSession(model_bytes, sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise DispenserError(f"onnxruntime cannot load {self.card.file}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        check_session_io(self._session, self.card)
+        chip_spec, out_spec = self.card.inputs[0], self.card.outputs[0]
+        rows, cols, channels = (int(d) for d in chip_spec.shape[1:])
+        self.chip_shape = (rows, cols, channels)
+        self.template_size = int(out_spec.shape[1])
+        self.batch_capacity = batch_capacity
+        self._input_name, self._output_name = chip_spec.name, out_spec.name
+        # The only arrays onnxruntime reads the chip from and writes the descriptor to.
+        self._chips = np.zeros((batch_capacity, *self.chip_shape), np.uint8)
+        self._descriptors = np.zeros((batch_capacity, self.template_size), np.float32)
+        self._bindings: dict[int, Any] = {}
+
+    @classmethod
+    def from_settings(cls, vision: VisionSettings) -> Embedder:
+        """The embedder as configured (`vision.threads`)."""
+        return cls(threads=vision.threads)
+
+    def _binding(self, n: int) -> Any:
+        """An I/O binding of the first `n` rows of the owned buffers (made once per n)."""
+        binding = self._bindings.get(n)
+        if binding is None:
+            from onnxruntime import OrtValue
+
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(self._input_name,
+                                        OrtValue.ortvalue_from_numpy(self._chips[:n]))
+            binding.bind_ortvalue_output(self._output_name,
+                                         OrtValue.ortvalue_from_numpy(self._descriptors[:n]))
+            self._bindings[n] = binding
+        return binding
+
+    def _run_normalised(self, chips: np.ndarray, out: np.ndarray) -> None:
+        """Embed len(chips) <= batch_capacity chips into `out`, zeroising the owned buffers."""
+        n = len(chips)
+        try:
+            np.copyto(self._chips[:n], chips)
+            self._session.run_with_iobinding(self._binding(n))
+            raw = self._descriptors[:n]
+            norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
+            if not np.all(np.isfinite(norms)) or not np.all(norms > 0):
+                raise DispenserError("the embedder produced an unusable descriptor "
+                                     "(zero or non-finite); the model file may be damaged")
+            np.divide(raw, norms[:, None], out=out)
+        finally:
+            self.zeroise()
+
+    def embed(self, chip: np.ndarray, out: np.ndarray) -> None:
+        """Write the L2-normalised template of one aligned chip into `out`.
+
+        chip: uint8 RGB (150, 150, 3), as dlib's get_face_chip(size=150, padding=0.25).
+        out:  float32 (128,), owned by the caller (who zeroises it when its time is up).
+        """
+        _check_array(chip, "face chip", self.chip_shape, np.uint8)
+        _check_array(out, "template buffer", (self.template_size,), np.float32, writeable=True)
+        self._run_normalised(chip[None], out[None])
+
+    def embed_batch(self, chips: np.ndarray, out: np.ndarray) -> None:
+        """Templates of chips (N, 150, 150, 3) uint8 into out (N, 128) float32, N >= 0."""
+        n = chips.shape[0] if isinstance(chips, np.ndarray) and chips.ndim == 4 else 0
+        _check_array(chips, "face chips", (n, *self.chip_shape), np.uint8,
+                     shown_shape=f"(N, {', '.join(map(str, self.chip_shape))})")
+        _check_array(out, "template buffer", (n, self.template_size), np.float32,
+                     writeable=True)
+        for start in range(0, n, self.batch_capacity):
+            stop = min(start + self.batch_capacity, n)
+            self._run_normalised(chips[start:stop], out[start:stop])
+
+    def zeroise(self) -> None:
+        """Overwrite the chip and descriptor buffers onnxruntime reads and writes with zeros."""
+        self._chips.fill(0)
+        self._descriptors.fill(0)
