@@ -105,6 +105,12 @@ class VisionSettings(_Section):
         2, "onnxruntime intra-op threads (4 on a Pi 4/5, 2 on a 2-core laptop)", lo=1, hi=64)
     idle_detect_hz: float = _setting(
         2.0, "detection rate while nobody is in view", lo=0.1, hi=30.0)
+    decision_cooldown_s: float = _setting(
+        30.0, "a face still in view after its decision is decided again only after this long",
+        lo=1.0, hi=3600.0)
+    watchdog_s: float = _setting(
+        10.0, "no frame processed for this long is a fault (camera re-opened)",
+        lo=1.0, hi=300.0)
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,9 @@ class DisplaySettings(_Section):
     SECTION: ClassVar[str] = "display"
 
     language: str = _setting("en", "message language", choices=("en", "zh"))
+    message_s: float = _setting(
+        4.0, "how long a result (\"Here you go\", \"try again later\") stays on screen",
+        lo=0.5, hi=60.0)
 
 
 @dataclass(frozen=True)
