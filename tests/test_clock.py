@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispenser.clock import BootClock, VirtualClock
+from dispenser.clock import BootClock, ScaledClock, VirtualClock
 
 
 def test_virtual_clock_moves_only_when_told(clock: VirtualClock) -> None:
@@ -87,3 +87,33 @@ def test_no_module_measures_ages_with_wall_clock(repo_root: Path) -> None:
     offenders = [str(p.relative_to(root)) for d in ("src", "firmware_sim")
                  for p in (root / d).rglob("*.py") if "time.time()" in p.read_text()]
     assert offenders == []
+
+
+def test_scaled_clock_runs_speed_times_faster_than_its_real_clock(clock: VirtualClock) -> None:
+    scaled = ScaledClock(speed=60, start=5.0, real=clock)
+    assert scaled.now() == 5.0
+    clock.advance(10)
+    assert scaled.now() == 5.0 + 600
+
+
+def test_scaled_sleeper_wakes_when_scaled_time_reaches_deadline(clock: VirtualClock) -> None:
+    scaled = ScaledClock(speed=60, real=clock)
+    woke = threading.Event()
+    t = threading.Thread(target=lambda: (scaled.sleep_until(600, threading.Event()), woke.set()))
+    t.start()
+    clock.advance(9.9)  # 594 scaled seconds
+    assert not woke.wait(0.3), "woke before its deadline"
+    clock.advance(0.1)
+    assert woke.wait(5), "did not wake at its deadline"
+    t.join()
+
+
+def test_scaled_clock_sleep_can_be_cancelled_and_rejects_bad_speed() -> None:
+    scaled = ScaledClock(speed=1000)
+    assert scaled.sleep_until(scaled.now() + 5, threading.Event()) is True
+    cancel = threading.Event()
+    cancel.set()
+    assert scaled.sleep_until(scaled.now() + 1e6, cancel) is False
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive"):
+            ScaledClock(speed=bad)

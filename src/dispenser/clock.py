@@ -5,16 +5,20 @@ On Linux that is `CLOCK_BOOTTIME`; elsewhere we fall back to `time.monotonic()`,
 ignores wall-clock changes but may pause during suspend (documented in docs/privacy.md).
 Nothing in the program reads the wall clock (`time.time`) to measure an age.
 
-Two implementations share the `Clock` protocol:
+Three implementations share the `Clock` protocol:
 
 - `BootClock` for the device.
 - `VirtualClock` for tests and the simulator: time moves only when `advance()` is called,
   and threads sleeping on it (the store's sweeper, the service loop) wake when it does, so
   a ten-minute retention test runs in milliseconds without `sleep`.
+- `ScaledClock` for the laptop simulator's live mode: real time multiplied by a speed
+  factor, so every thread (service, sweeper, motor driver, simulated controller) sees the
+  same fast-forwarded time without anyone having to drive it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Protocol
@@ -103,3 +107,30 @@ class VirtualClock:
                 # The real-time timeout only bounds how late we notice `cancel`.
                 self._changed.wait(_MAX_REAL_WAIT_S)
             return not cancel.is_set()
+
+
+class ScaledClock:
+    """Simulated time running `speed` times faster than a real clock (`dispenser simulate`).
+
+    `now() = start + (real.now() - real time at construction) * speed`; sleepers wait
+    `(deadline - now) / speed` real seconds, in chunks so a cancel is noticed promptly.
+    """
+
+    def __init__(self, speed: float, start: float = 0.0, real: Clock | None = None) -> None:
+        if not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"clock speed must be a positive number (got {speed})")
+        self.speed = float(speed)
+        self._real: Clock = real if real is not None else BootClock()
+        self._real_origin = self._real.now()
+        self._start = float(start)
+
+    def now(self) -> float:
+        return self._start + (self._real.now() - self._real_origin) * self.speed
+
+    def sleep_until(self, deadline: float, cancel: threading.Event) -> bool:
+        while True:
+            remaining = deadline - self.now()
+            if remaining <= 0:
+                return not cancel.is_set()
+            if cancel.wait(min(remaining / self.speed, _MAX_REAL_WAIT_S)):
+                return False
