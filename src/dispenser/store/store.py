@@ -1,0 +1,362 @@
+"""The ephemeral template store: who was served within the deny window, held in RAM only.
+
+Layout. One preallocated ring of `capacity` slots, as parallel numpy arrays (no Python
+list or dict ever holds a template):
+
+    rows[i]      the template, rotated by its epoch key (float32, dim)
+    state[i]     FREE / RESERVED / LIVE
+    born[i]      when the template entered the store (decide time): retention runs from here
+    served[i]    when the paper went out (commit time): the deny window runs from here
+    seq[i]       admission order, to evict the oldest when full
+    slot_key[i]  which epoch key rotated row i
+    generation[i] bumped whenever slot i is freed, so a stale Reservation is refused
+
+Lifetimes. Retention counts from `born`, so a template's bytes exist at most
+`retention + sweep_period` after they were first written, whatever happens to the
+reservation. The deny window counts from `served` (a person's wait starts when they got
+paper, and a denied attempt never refreshes it). Every public operation first deletes what
+is due at `now`, and a sweeper thread does the same every `sweep_period_s` on the injected
+clock even when nobody comes.
+
+Locking. One `threading.Lock` guards every array and counter; `decide`, `commit`,
+`rollback`, `sweep`, `counters` and `close` each hold it for their whole duration, so they
+are linearizable. The numba kernels release the GIL while the lock is held: other Python
+threads (camera, motor) keep running during a search; only store operations wait. The
+signal handler (`exit_hooks`) is the one writer that does not take the lock, because the
+thread it interrupts may hold it; it only writes zeros and sets `_closed`, and every
+operation re-zeroises before returning if it finds the store closed.
+
+Copies. The caller's probe is zeroised after use unless `keep_probe=True`; the probe
+rotated by each live key goes into a preallocated scratch array that is zeroised before
+`decide` returns. `close()`, garbage collection, interpreter exit (`weakref.finalize`) and
+SIGTERM/SIGINT (`exit_hooks`) overwrite every buffer, keys included.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from dispenser.clock import Clock
+from dispenser.config import StoreSettings
+from dispenser.errors import DispenserError
+from dispenser.logsafe import event
+from dispenser.store import exit_hooks, kernels
+from dispenser.store.keys import EpochKeys, key_slots_needed
+
+_log = logging.getLogger("dispenser.store")
+
+# A probe whose squared norm is further than this from 1 is refused as not L2-normalised.
+_NORM_TOLERANCE = 1e-3
+# Longest real-time wait for the sweeper thread to stop in close().
+_JOIN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot holding a dispensed-to template until the paper is confirmed (or not)."""
+
+    slot: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of `decide`. Holds no template data."""
+
+    dispense: bool
+    reservation: Reservation | None
+    best_similarity: float | None  # for simulator statistics; None when nobody to compare
+
+
+@dataclass(frozen=True)
+class StoreCounters:
+    """Event counts since the store was created; no personal data, ints only."""
+
+    decisions: int
+    denials: int
+    admits: int
+    commits: int
+    rollbacks: int  # explicit rollbacks plus reservations that timed out
+    timeouts: int  # reservations rolled back because nobody resolved them in time
+    sweeps: int
+    deletions: int  # entries zeroised because they reached the retention age
+    evictions: int
+    occupancy: int  # reserved + live slots right now
+    keys_live: int
+    keys_shredded: int
+
+
+class _Buffers:
+    """Every array the store owns. Holds no reference to the store, so a finalizer can
+    zeroise it after the store itself is gone."""
+
+    def __init__(self, capacity: int, dim: int, keys: EpochKeys) -> None:
+        self.rows = np.zeros((capacity, dim), dtype=np.float32)
+        self.state = np.zeros(capacity, dtype=np.int8)
+        self.born = np.zeros(capacity, dtype=np.float64)
+        self.served = np.zeros(capacity, dtype=np.float64)
+        self.seq = np.zeros(capacity, dtype=np.int64)
+        self.slot_key = np.full(capacity, -1, dtype=np.int32)
+        self.generation = np.zeros(capacity, dtype=np.int64)
+        self.rotated = np.zeros((keys.keys.shape[0], dim), dtype=np.float32)
+        self.keys = keys
+
+    def zeroise(self) -> None:
+        """Overwrite every template, timestamp, rotated probe and key with zeros."""
+        self.rows.fill(0.0)
+        self.born.fill(0.0)
+        self.served.fill(0.0)
+        self.seq.fill(0)
+        self.slot_key.fill(-1)
+        self.state.fill(kernels.FREE)
+        self.rotated.fill(0.0)
+        self.keys.zeroise()
+
+    def clear(self, slot: int) -> None:
+        """Zeroise one slot and free it."""
+        kernels.clear_slot(slot, self.rows, self.state, self.born, self.served, self.seq,
+                           self.slot_key, self.keys.refs, self.generation)
+
+
+@dataclass
+class _Counts:
+    decisions: int = 0
+    denials: int = 0
+    admits: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    timeouts: int = 0
+    sweeps: int = 0
+    deletions: int = 0
+    evictions: int = 0
+
+
+def _wipe(probe: object) -> None:
+    if isinstance(probe, np.ndarray) and probe.flags.writeable:
+        probe.fill(0)
+
+
+class TemplateStore:
+    """Fixed-capacity, RAM-only store of recently served templates (see module docstring)."""
+
+    def __init__(self, settings: StoreSettings, *, threshold: float, dim: int = 128,
+                 clock: Clock, start_sweeper: bool = True,
+                 zeroise_on_signals: bool = True) -> None:
+        if not -1.0 <= threshold <= 1.0:
+            raise DispenserError(f"store: threshold {threshold} is outside [-1, 1]")
+        if dim < 1:
+            raise DispenserError(f"store: template dimension {dim} must be positive")
+        self.settings = settings
+        self.threshold = float(threshold)
+        self.dim = dim
+        self._clock = clock
+        self._lock = threading.Lock()
+        keys = EpochKeys(dim, key_slots_needed(settings.retention_s, settings.key_epoch_s),
+                         settings.key_epoch_s)
+        self._buf = _Buffers(settings.capacity, dim, keys)
+        self._keys = keys
+        self._counts = _Counts()
+        self._head = 0
+        self._next_seq = 1
+        self._closed = False
+        self._finalizer = weakref.finalize(self, self._buf.zeroise)
+        exit_hooks.track(self)
+        if zeroise_on_signals:
+            exit_hooks.install()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        if start_sweeper:
+            self._sweeper = threading.Thread(target=self._sweep_forever,
+                                             name="dispenser-store-sweeper", daemon=True)
+            self._sweeper.start()
+
+    # -- public API -------------------------------------------------------------------
+
+    def decide(self, probe: np.ndarray, *, keep_probe: bool = False) -> Decision:
+        """Deny if `probe` matches a live entry younger than the deny window, else reserve a
+        slot for it. `probe` (float32, (dim,), L2-normalised) is zeroised afterwards unless
+        `keep_probe`."""
+        try:
+            self._check_probe(probe)
+            with self._lock:
+                self._ensure_open()
+                now = self._clock.now()
+                norm_sq = kernels.squared_norm(probe)
+                if not (math.isfinite(norm_sq) and abs(norm_sq - 1.0) <= _NORM_TOLERANCE):
+                    raise DispenserError("store: the probe template is not L2-normalised "
+                                         "(or holds NaN/inf)")
+                self._expire(now)
+                decision = self._decide_locked(probe, now)
+                self._rezeroise_if_closed()
+            return decision
+        finally:
+            if not keep_probe:
+                _wipe(probe)
+
+    def commit(self, reservation: Reservation) -> bool:
+        """The paper went out: the reserved entry becomes live, its deny window starts now.
+        False (nothing changes) if the reservation already timed out, was evicted or was
+        resolved."""
+        with self._lock:
+            self._ensure_open()
+            now = self._clock.now()
+            self._expire(now)
+            if not self._holds(reservation):
+                return False
+            self._buf.state[reservation.slot] = kernels.LIVE
+            self._buf.served[reservation.slot] = now
+            self._counts.commits += 1
+            self._rezeroise_if_closed()
+            return True
+
+    def rollback(self, reservation: Reservation) -> bool:
+        """No paper went out (jam, empty, timeout): zeroise the reserved slot so the person is
+        not denied later. False if it was already gone."""
+        with self._lock:
+            self._ensure_open()
+            now = self._clock.now()
+            self._expire(now)
+            if not self._holds(reservation):
+                return False
+            self._buf.clear(reservation.slot)
+            self._counts.rollbacks += 1
+            self._keys.shred_unused(now)
+            self._rezeroise_if_closed()
+            return True
+
+    def sweep(self) -> int:
+        """Zeroise everything due now (retention reached, reservation timed out); return how
+        many slots were freed. The sweeper thread calls this every sweep period."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._counts.sweeps += 1
+            freed = self._expire(self._clock.now())
+            self._rezeroise_if_closed()
+            return freed
+
+    def counters(self) -> StoreCounters:
+        """A snapshot of the counters."""
+        with self._lock:
+            c = self._counts
+            return StoreCounters(
+                decisions=c.decisions, denials=c.denials, admits=c.admits, commits=c.commits,
+                rollbacks=c.rollbacks, timeouts=c.timeouts, sweeps=c.sweeps,
+                deletions=c.deletions, evictions=c.evictions,
+                occupancy=int(np.count_nonzero(self._buf.state)),
+                keys_live=self._keys.live(), keys_shredded=self._keys.shredded)
+
+    def close(self) -> None:
+        """Stop the sweeper and overwrite every buffer with zeros. Idempotent."""
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(_JOIN_TIMEOUT_S)
+        with self._lock:
+            self._closed = True
+            self._buf.zeroise()
+            self._finalizer.detach()  # nothing left for the exit-time call to do
+        event(_log, "store_closed")
+
+    def emergency_zeroise(self) -> None:
+        """For the signal handler: zeros everywhere now, without the lock; store closed."""
+        self._closed = True
+        self._stop.set()
+        self._buf.zeroise()
+
+    def __enter__(self) -> TemplateStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- internals (called with the lock held) -------------------------------------------
+
+    def _check_probe(self, probe: object) -> None:
+        if not (isinstance(probe, np.ndarray) and probe.dtype == np.float32
+                and probe.shape == (self.dim,) and probe.flags.c_contiguous):
+            raise DispenserError(f"store: a probe must be a contiguous float32 array of shape "
+                                 f"({self.dim},)")
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise DispenserError("store: the template store is closed")
+
+    def _rezeroise_if_closed(self) -> None:
+        if self._closed:  # a signal handler ran while we held the lock
+            self._buf.zeroise()
+
+    def _decide_locked(self, probe: np.ndarray, now: float) -> Decision:
+        b = self._buf
+        try:
+            kernels.rotate_probe(self._keys.keys, self._keys.refs, probe, b.rotated)
+            best = kernels.best_live_similarity(b.rows, b.state, b.served, b.slot_key,
+                                                b.rotated, now, self.settings.deny_window_s)
+        finally:
+            b.rotated.fill(0.0)
+        self._counts.decisions += 1
+        best_similarity = float(best) if math.isfinite(best) else None
+        if best >= self.threshold:
+            self._counts.denials += 1
+            return Decision(dispense=False, reservation=None, best_similarity=best_similarity)
+        return Decision(dispense=True, reservation=self._reserve(probe, now),
+                        best_similarity=best_similarity)
+
+    def _reserve(self, probe: np.ndarray, now: float) -> Reservation:
+        b = self._buf
+        slot, must_evict = kernels.pick_slot(b.state, b.seq, self._head)
+        if must_evict:
+            b.clear(slot)
+            self._counts.evictions += 1
+        k = self._keys.current(now)
+        kernels.rotate_into(self._keys.keys[k], probe, b.rows[slot])
+        b.born[slot] = now
+        b.served[slot] = 0.0
+        b.seq[slot] = self._next_seq
+        b.slot_key[slot] = k
+        b.state[slot] = kernels.RESERVED
+        self._keys.refs[k] += 1
+        self._next_seq += 1
+        self._head = (slot + 1) % b.state.shape[0]
+        self._counts.admits += 1
+        self._keys.shred_unused(now)
+        return Reservation(slot=slot, generation=int(b.generation[slot]))
+
+    def _holds(self, reservation: Reservation) -> bool:
+        if not isinstance(reservation, Reservation):
+            raise DispenserError("store: commit/rollback take the Reservation from a Decision")
+        slot = reservation.slot
+        return (0 <= slot < self._buf.state.shape[0]
+                and self._buf.generation[slot] == reservation.generation
+                and self._buf.state[slot] == kernels.RESERVED)
+
+    def _expire(self, now: float) -> int:
+        b = self._buf
+        deleted, timed_out = kernels.sweep_due(
+            b.rows, b.state, b.born, b.served, b.seq, b.slot_key, self._keys.refs, now,
+            self.settings.retention_s, self.settings.reservation_timeout_s, b.generation)
+        self._counts.deletions += deleted
+        self._counts.rollbacks += timed_out
+        self._counts.timeouts += timed_out
+        self._keys.shred_unused(now)
+        return int(deleted + timed_out)
+
+    def _sweep_forever(self) -> None:
+        period = self.settings.sweep_period_s
+        deadline = self._clock.now() + period
+        while self._clock.sleep_until(deadline, self._stop):
+            try:
+                self.sweep()
+            except Exception as exc:  # keep deleting: a dead sweeper would break retention
+                event(_log, "sweep_failed", logging.ERROR, error=type(exc).__name__)
+            now = self._clock.now()
+            deadline += period
+            if deadline <= now:
+                deadline = now + period
