@@ -1,0 +1,149 @@
+"""The quality gate: is this detected face good enough to turn into a template?
+
+A template made from a small, blurred, badly lit or turned face is further from the same
+person's other templates, so it either fails to deny a repeat visitor or (worse, with a
+loose threshold) matches a stranger. The gate therefore refuses such faces *before*
+embedding, with a reason code the display turns into advice ("come closer", "look at the
+camera", "too dark"). Checks run in the order of `assess_faces`; the first failure is the
+reason. Measurements are computed on the face region only, resampled to a fixed size so
+that they do not depend on how large the face is in the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from dispenser.vision import face as codes
+from dispenser.vision.detector import Detection
+from dispenser.vision.face import QualityReport
+
+MIN_SCORE: Final = 0.95
+"""O-Net already drops < 0.7; between 0.7 and 0.95 are mostly half-hidden or strongly
+turned faces and face-like clutter, whose templates are unreliable."""
+
+MIN_INTER_OCULAR_PX: Final = 32.0
+"""dlib's chip puts the eye centres ~54 px apart; below 32 px in the frame the chip is an
+upsampling by more than 1.7x and fine detail (what separates two similar people) is gone.
+At 640x480 this is a person about 1.2 m from a typical 60-70 degree webcam."""
+
+MAX_YAW_RATIO: Final = 0.22
+"""Horizontal offset of the nose tip from the eye midpoint, over the eye distance. About
+0 when facing the camera and ~0.5 at 45 degrees; 0.22 is roughly 20 degrees of head turn,
+beyond which the aligned chip is visibly a half-profile."""
+
+PITCH_RATIO_RANGE: Final = (0.35, 0.85)
+"""Nose tip height between eye line (0) and mouth line (1). Facing the camera it is ~0.55-
+0.7 with MTCNN's landmarks (0.67 on the astronaut photo); a head tipped far up or down
+pushes it out of this range."""
+
+MAX_ROLL_DEG: Final = 25.0
+"""Tilt of the eye line. Alignment undoes roll, but a strongly tilted head is usually also
+turned, and the detector's landmarks get less accurate there."""
+
+BRIGHTNESS_RANGE: Final = (55.0, 210.0)
+"""Mean grey level of the face region (0-255). Outside it, the face is under- or
+over-exposed enough that the embedder sees mostly noise or washed-out skin."""
+
+MAX_CLIPPED_FRACTION: Final = 0.20
+"""Share of face pixels at <= 5 or >= 250 (crushed shadows or blown highlights). A harsh
+side light can leave the mean fine while a fifth of the face carries no information."""
+
+MIN_SHARPNESS: Final = 60.0
+"""Variance of the Laplacian of the face region resampled to 96x96 grey. A sharp, in-focus
+face is a few hundred (~500 on the astronaut photo); a Gaussian defocus of sigma 2 px at
+43 px eye distance drops it to ~20 (tests/vision/test_quality.py)."""
+
+DOMINANCE_AREA_RATIO: Final = 2.0
+"""Several faces are acceptable only if the largest is at least this many times the area of
+the next: a person close to the machine with someone far behind. Two similar-sized faces
+mean we cannot tell whose turn it is."""
+
+SHARPNESS_SIDE: Final = 96
+"""Side of the square the face region is resampled to before measuring (fixed so that the
+Laplacian variance is comparable between near and far faces)."""
+
+
+def pose_ratios(landmarks: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
+    """(inter-ocular px, yaw ratio, pitch ratio, roll degrees) from the 5 landmarks."""
+    pts = landmarks.astype(np.float64)
+    left_eye, right_eye, nose, mouth_l, mouth_r = pts
+    eye_vec = right_eye - left_eye
+    iod = float(math.hypot(*eye_vec))
+    if iod < 1e-6:
+        return 0.0, math.inf, math.inf, 0.0
+    roll = math.degrees(math.atan2(eye_vec[1], eye_vec[0]))
+    # Express the nose in the face's own frame: x along the eye line, y perpendicular.
+    along, across = eye_vec / iod, np.array([-eye_vec[1], eye_vec[0]]) / iod
+    eye_mid, mouth_mid = (left_eye + right_eye) / 2, (mouth_l + mouth_r) / 2
+    yaw = float(np.dot(nose - eye_mid, along)) / iod
+    mouth_depth = float(np.dot(mouth_mid - eye_mid, across))
+    pitch = float(np.dot(nose - eye_mid, across)) / mouth_depth if mouth_depth > 1e-6 \
+        else math.inf
+    return iod, yaw, pitch, roll
+
+
+def region_stats(grey: npt.NDArray[np.uint8], box: tuple[float, float, float, float]
+                 ) -> tuple[float, float, float]:
+    """(sharpness, mean brightness, clipped fraction) of the face box clipped to the image."""
+    height, width = grey.shape
+    x0, y0 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
+    x1, y1 = min(math.ceil(box[2]), width), min(math.ceil(box[3]), height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0, 0.0, 1.0
+    patch = cv2.resize(grey[y0:y1, x0:x1], (SHARPNESS_SIDE, SHARPNESS_SIDE),
+                       interpolation=cv2.INTER_AREA)
+    try:
+        laplacian = cv2.Laplacian(patch, cv2.CV_32F)
+        sharpness = float(laplacian.var())
+        laplacian.fill(0)
+        brightness = float(patch.mean())
+        clipped = float(np.count_nonzero((patch <= 5) | (patch >= 250))) / patch.size
+    finally:
+        patch.fill(0)
+    return sharpness, brightness, clipped
+
+
+def _verdict(det: Detection, grey: npt.NDArray[np.uint8], dominant: bool) -> QualityReport:
+    iod, yaw, pitch, roll = pose_ratios(det.landmarks)
+    sharpness, brightness, clipped = region_stats(grey, det.box)
+    checks = (
+        (not dominant, codes.SEVERAL_FACES),
+        (det.score < MIN_SCORE, codes.LOW_SCORE),
+        (iod < MIN_INTER_OCULAR_PX, codes.TOO_SMALL),
+        (abs(yaw) > MAX_YAW_RATIO or abs(roll) > MAX_ROLL_DEG
+         or not PITCH_RATIO_RANGE[0] <= pitch <= PITCH_RATIO_RANGE[1], codes.NOT_FRONTAL),
+        (brightness < BRIGHTNESS_RANGE[0], codes.TOO_DARK),
+        (brightness > BRIGHTNESS_RANGE[1], codes.TOO_BRIGHT),
+        (clipped > MAX_CLIPPED_FRACTION, codes.TOO_DARK if brightness < 128
+         else codes.TOO_BRIGHT),
+        (sharpness < MIN_SHARPNESS, codes.BLURRY),
+    )
+    reason = next((code for failed, code in checks if failed), codes.OK)
+    return QualityReport(ok=reason == codes.OK, reason=reason, inter_ocular_px=iod,
+                         sharpness=sharpness, brightness=brightness, clipped_fraction=clipped,
+                         yaw_ratio=yaw, pitch_ratio=pitch, roll_deg=roll)
+
+
+def dominant_index(detections: Sequence[Detection]) -> int | None:
+    """Index of the one face that clearly dominates the frame by area, or None."""
+    if not detections:
+        return None
+    areas = [max(d.box[2] - d.box[0], 0.0) * max(d.box[3] - d.box[1], 0.0)
+             for d in detections]
+    order = sorted(range(len(areas)), key=areas.__getitem__, reverse=True)
+    if len(order) > 1 and areas[order[0]] < DOMINANCE_AREA_RATIO * areas[order[1]]:
+        return None
+    return order[0]
+
+
+def assess_faces(grey: npt.NDArray[np.uint8], detections: Sequence[Detection]
+                 ) -> list[QualityReport]:
+    """One report per detection (same order); `grey` is the frame as 8-bit grey."""
+    best = dominant_index(detections)
+    return [_verdict(det, grey, dominant=i == best) for i, det in enumerate(detections)]
