@@ -1,0 +1,280 @@
+"""Where camera frames come from: a camera, a V4L2 device, a video file, an image
+directory, or a script (tests and the simulator).
+
+Every source follows `FrameSource`: `open()` raises `FrameSourceError` with one line naming
+the device or file; `read()` returns a BGR uint8 frame, or None when no new frame is due
+yet (a paced file, a camera between frames), and raises `FrameSourceError` when the device
+is gone (unplugged), so the service can show "Temporarily unavailable" and retry with
+back-off. `finished` is True once a finite source (file, directory, script) has nothing
+more to give; a camera never finishes.
+
+Files and directories are paced on the injected clock like a live camera (frames are due
+at their timestamps, late frames are dropped), so a 3 s hold-still in a video takes 3 s of
+clock time on the board and 3 s of *virtual* time in the simulator.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dispenser.clock import Clock
+from dispenser.config import CameraSettings
+from dispenser.errors import EXIT_FAILURE, DispenserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_DEFAULT_FILE_FPS = 25.0
+
+
+class FrameSourceError(DispenserError):
+    """The camera or file cannot deliver frames (one line naming it)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class FrameSource(Protocol):
+    """A stream of BGR uint8 frames (HxWx3)."""
+
+    @property
+    def name(self) -> str:
+        """What this source is, for logs and errors (a device or file name, never data)."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """True once a finite source has delivered its last frame."""
+        ...
+
+    def open(self) -> None:
+        """Open (or re-open after a loss); raise FrameSourceError if impossible."""
+        ...
+
+    def read(self) -> np.ndarray | None:
+        """The next frame, None if none is due yet; FrameSourceError if the device is gone."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def _cv2() -> Any:
+    import cv2  # heavy import kept out of module import time (CLI start-up)
+
+    return cv2
+
+
+class CaptureSource:
+    """cv2.VideoCapture over a camera index, a V4L2 device path or a video file."""
+
+    def __init__(self, spec: str, clock: Clock, *, width: int = 640, height: int = 480) -> None:
+        self._spec = spec
+        self._clock = clock
+        self._size = (width, height)
+        self._is_file = not (spec.isdigit() or spec.startswith("/dev/"))
+        self._cap: Any = None
+        self._finished = False
+        self._t0 = 0.0
+        self._fps = _DEFAULT_FILE_FPS
+        self._index = 0          # next file frame index to deliver
+
+    @property
+    def name(self) -> str:
+        if self._spec.isdigit():
+            return f"camera {self._spec}"
+        return f"video file {self._spec}" if self._is_file else f"camera {self._spec}"
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def open(self) -> None:
+        cv2 = _cv2()
+        self.close()
+        if self._is_file:
+            path = Path(self._spec)
+            if not path.is_file():
+                raise FrameSourceError(f"camera: video file not found: {path}")
+            cap = cv2.VideoCapture(str(path))
+        elif self._spec.isdigit():
+            cap = cv2.VideoCapture(int(self._spec), cv2.CAP_V4L2)
+        else:
+            if not Path(self._spec).exists():
+                raise FrameSourceError(f"camera: no such device {self._spec} "
+                                       "(camera unplugged or wrong camera.source?)")
+            cap = cv2.VideoCapture(self._spec, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            what = "cannot decode" if self._is_file else "cannot open"
+            raise FrameSourceError(f"camera: {what} {self.name}")
+        if self._is_file:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            self._fps = fps if 1.0 <= fps <= 240.0 else _DEFAULT_FILE_FPS
+            self._t0, self._index = self._clock.now(), 0
+        else:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
+        self._cap = cap
+        self._finished = False
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None or self._finished:
+            return None
+        if self._is_file:
+            return self._read_paced()
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise FrameSourceError(f"camera: {self.name} stopped delivering frames "
+                                   "(unplugged?)")
+        return _as_bgr(frame)
+
+    def _read_paced(self) -> np.ndarray | None:
+        due = int((self._clock.now() - self._t0) * self._fps)  # index of the frame due now
+        if due < self._index:
+            return None
+        # Drop frames we are late for, as a live camera would.
+        while self._index < due:
+            if not self._cap.grab():
+                self._finished = True
+                return None
+            self._index += 1
+        ok, frame = self._cap.read()
+        self._index += 1
+        if not ok or frame is None:
+            self._finished = True
+            return None
+        return _as_bgr(frame)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class ImageDirSource:
+    """Each image of a directory (sorted by name) shown as a still scene for
+    `seconds_per_image`, delivered at `fps` frames per second of clock time."""
+
+    def __init__(self, directory: str | Path, clock: Clock, *,
+                 seconds_per_image: float = 5.0, fps: float = 10.0) -> None:
+        self._dir = Path(directory)
+        self._clock = clock
+        self._period = seconds_per_image
+        self._frame_dt = 1.0 / fps
+        self._paths: list[Path] = []
+        self._t0 = 0.0
+        self._last_t: float | None = None
+        self._cached: tuple[int, np.ndarray] | None = None
+        self._finished = False
+
+    @property
+    def name(self) -> str:
+        return f"image directory {self._dir}"
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def open(self) -> None:
+        if not self._dir.is_dir():
+            raise FrameSourceError(f"camera: image directory not found: {self._dir}")
+        self._paths = sorted(p for p in self._dir.iterdir()
+                             if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._paths:
+            raise FrameSourceError(f"camera: no images ({', '.join(IMAGE_SUFFIXES)}) "
+                                   f"in {self._dir}")
+        self._t0, self._last_t, self._cached, self._finished = (
+            self._clock.now(), None, None, False)
+
+    def read(self) -> np.ndarray | None:
+        if self._finished or not self._paths:
+            return None
+        now = self._clock.now()
+        if self._last_t is not None and now - self._last_t < self._frame_dt:
+            return None
+        k = int((now - self._t0) / self._period)
+        if k >= len(self._paths):
+            self._finished = True
+            return None
+        self._last_t = now
+        if self._cached is None or self._cached[0] != k:
+            self._cached = (k, _load_image(self._paths[k]))
+        return self._cached[1].copy()
+
+    def close(self) -> None:
+        self._cached = None
+
+
+def _load_image(path: Path) -> np.ndarray:
+    image = _cv2().imread(str(path), 1)  # 1 = IMREAD_COLOR (BGR)
+    if image is None:
+        raise FrameSourceError(f"camera: cannot read image {path} (not an image file?)")
+    return _as_bgr(image)
+
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    """Grey frames from some V4L2 cameras become 3-channel so the pipeline sees BGR."""
+    if frame.ndim == 2:
+        return np.ascontiguousarray(np.repeat(frame[:, :, None], 3, axis=2))
+    return frame
+
+
+class ScriptedSource:
+    """Frames pushed by a test or the simulator; can be told to fail like an unplugged
+    camera. Bounded: at most `max_pending` frames wait (the oldest are dropped, as a camera
+    driver's ring buffer would)."""
+
+    def __init__(self, name: str = "scripted frames", max_pending: int = 64) -> None:
+        self._name = name
+        self._pending: collections.deque[np.ndarray] = collections.deque(maxlen=max_pending)
+        self._ended = False
+        self._unplugged = False
+        self.opens = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def finished(self) -> bool:
+        return self._ended and not self._pending
+
+    def push(self, frame: np.ndarray) -> None:
+        self._pending.append(frame)
+
+    def end(self) -> None:
+        """No more frames will come (the script is over)."""
+        self._ended = True
+
+    def unplug(self) -> None:
+        """Reads and opens fail until `replug()`."""
+        self._unplugged = True
+        self._pending.clear()
+
+    def replug(self) -> None:
+        self._unplugged = False
+
+    def open(self) -> None:
+        if self._unplugged:
+            raise FrameSourceError(f"camera: cannot open {self._name}")
+        self.opens += 1
+
+    def read(self) -> np.ndarray | None:
+        if self._unplugged:
+            raise FrameSourceError(f"camera: {self._name} stopped delivering frames "
+                                   "(unplugged?)")
+        return self._pending.popleft() if self._pending else None
+
+    def close(self) -> None:
+        self._pending.clear()
+
+
+def open_source(camera: CameraSettings, clock: Clock) -> FrameSource:
+    """The source `camera.source` names (not yet opened): a digit is a camera index, a
+    /dev path a V4L2 device, a directory a set of still images, anything else a video file."""
+    spec = camera.source
+    if not spec.isdigit() and not spec.startswith("/dev/") and Path(spec).is_dir():
+        return ImageDirSource(spec, clock)
+    return CaptureSource(spec, clock, width=camera.width, height=camera.height)

@@ -1,0 +1,94 @@
+"""Counters the operator may see: how many people were served, refused, faults... and
+nothing about any person (no times of visits, no similarity scores, no templates).
+
+The running service writes them (plus the store's counters and its state name) to a small
+JSON file in a RAM-backed runtime directory (`/run/dispenser`, created by systemd's
+`RuntimeDirectory=`, or `$XDG_RUNTIME_DIR/dispenser` on a laptop); `dispenser run
+--status` prints that file. A counters-only status line also goes to the log every
+`log.status_every_s`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dispenser.errors import EXIT_FAILURE, DispenserError
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class ServiceCounters:
+    """Event counts since start (ints only)."""
+
+    frames: int = 0              # frames read from the source
+    bad_frames: int = 0          # frames rejected (wrong shape/type) or a pipeline error
+    detections: int = 0          # detector runs
+    idle_skips: int = 0          # idle frames the motion gate kept from the detector
+    embeddings: int = 0          # embedder runs (only while someone holds still)
+    decisions: int = 0
+    served: int = 0              # face ribbons that went out
+    denied: int = 0
+    dispense_failures: int = 0   # face ribbons rolled back (jam, empty, timeout, offline)
+    button_served: int = 0
+    button_refused: int = 0      # presses inside the global rate limit
+    button_ignored: int = 0      # presses while the motor was busy or a fault was shown
+    button_failures: int = 0
+    paper_mm: int = 0            # paper out, face and button ribbons together
+    faults: int = 0              # times the machine entered FAULT
+    camera_reopens: int = 0
+    stalls: int = 0              # watchdog: no frame processed for vision.watchdog_s
+
+
+def runtime_dir() -> Path:
+    """Where the status file lives: systemd's RuntimeDirectory, else $XDG_RUNTIME_DIR."""
+    run = Path("/run/dispenser")
+    if run.is_dir() and os.access(run, os.W_OK):
+        return run
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "dispenser"
+    return run
+
+
+def status_record(counters: ServiceCounters, state: str, uptime_s: float,
+                  store: Any) -> dict[str, Any]:
+    """The status document: service counters, store counters (ints), state, uptime."""
+    record: dict[str, Any] = {"state": state, "uptime_s": int(uptime_s)}
+    record.update(dataclasses.asdict(counters))
+    if dataclasses.is_dataclass(store) and not isinstance(store, type):
+        record.update({f"store_{k}": int(v) for k, v in dataclasses.asdict(store).items()})
+    return record
+
+
+def format_status(record: dict[str, Any]) -> str:
+    """One `key=value` line (the periodic log line and `dispenser run --status`)."""
+    return " ".join(f"{k}={v}" for k, v in record.items())
+
+
+def write_status(directory: Path, record: dict[str, Any]) -> None:
+    """Atomically replace the status file (readers never see half a file)."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    tmp = directory / (STATUS_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / STATUS_FILE)
+
+
+def read_status(directory: Path) -> dict[str, Any]:
+    path = directory / STATUS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DispenserError(f"status: no status file at {path} (is `dispenser run` "
+                             "running?)", exit_code=EXIT_FAILURE) from None
+    except (OSError, ValueError) as exc:
+        raise DispenserError(f"status: cannot read {path}: {type(exc).__name__}",
+                             exit_code=EXIT_FAILURE) from None
+    if not isinstance(data, dict):
+        raise DispenserError(f"status: {path} is not a status file", exit_code=EXIT_FAILURE)
+    return data
