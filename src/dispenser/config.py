@@ -103,6 +103,9 @@ class VisionSettings(_Section):
         640, "frames are downscaled so their longer side is at most this", lo=160, hi=4096)
     threads: int = _setting(
         2, "onnxruntime intra-op threads (4 on a Pi 4/5, 2 on a 2-core laptop)", lo=1, hi=64)
+    embedder_precision: str = _setting(
+        "float32", "face embedder weights: float32 (checked against dlib) or int8 (faster, "
+        "docs/performance.md)", choices=("float32", "int8"))
     idle_detect_hz: float = _setting(
         2.0, "detection rate while nobody is in view", lo=0.1, hi=30.0)
     decision_cooldown_s: float = _setting(
