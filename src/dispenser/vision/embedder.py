@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from dispenser.config import VisionSettings
 
 EMBEDDER_MODEL = "dlib_face_recognition_resnet_model_v1"
+# settings.vision.embedder_precision -> packaged model (models/quantize_dlib_resnet.py makes
+# the int8 one from the float32 one).
+EMBEDDER_MODELS = {"float32": EMBEDDER_MODEL, "int8": f"{EMBEDDER_MODEL}_int8"}
 
 
 def _check_array(value: object, what: str, shape: tuple[int, ...], dtype: type, *,
@@ -116,8 +119,8 @@ class Embedder:
 
     @classmethod
     def from_settings(cls, vision: VisionSettings) -> Embedder:
-        """The embedder as configured (`vision.threads`)."""
-        return cls(threads=vision.threads)
+        """The embedder as configured (`vision.threads`, `vision.embedder_precision`)."""
+        return cls(threads=vision.threads, model=EMBEDDER_MODELS[vision.embedder_precision])
 
     def _binding(self, n: int) -> Any:
         """An I/O binding of the first `n` rows of the owned buffers (made once per n)."""
