@@ -14,17 +14,13 @@ buffer. Both owned arrays are overwritten with zeros after every call, even a fa
 onnxruntime's own intermediate activations live in its memory arena; they are reused, not
 cleared, by the next run (docs/performance.md, "Embedder", explains the session choices).
 
-Session settings, chosen for one face at a time on a small board:
-  * intra_op threads = settings.vision.threads (4 on a Pi 4/5, 2 on a 2-core laptop): the
-    convolutions parallelise well; more threads than cores only adds contention;
-  * inter_op threads = 1 and sequential execution: the graph is a chain, there is nothing
-    to run in parallel between operators;
-  * ORT_ENABLE_ALL: folds each affine (Mul+Add) into the preceding Conv and fuses ReLUs,
-    which is where most of the speed-up over the literal dlib graph comes from;
-  * CPU memory arena and memory pattern on: shapes are fixed, so after the first run the
-    same blocks are reused with no allocation per face. Turning the arena off does not
-    clear freed memory either (it goes back to malloc unzeroed), so it buys no privacy and
-    costs an allocation per layer.
+The session comes from `dispenser.vision.ort_session.create_session` (intra-op threads =
+settings.vision.threads, inter-op 1, sequential, ORT_ENABLE_ALL, CPU memory arena on). For
+this network in particular: ORT_ENABLE_ALL folds each affine (Mul+Add) into the preceding
+Conv and fuses the ReLUs; the arena plus onnxruntime's default memory pattern reuse the
+same blocks for every face (shapes are fixed), so no allocation happens per face. Turning
+the arena off would not clear freed memory either (it returns to malloc unzeroed), so it
+buys no privacy. The owned buffers are locked against swap where the OS allows.
 """
 
 from __future__ import annotations
@@ -35,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dispenser.errors import DispenserError
+from dispenser.privacy.memory import locked_buffer, zeroise
 from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
+from dispenser.vision.ort_session import create_session
 
 if TYPE_CHECKING:
     from dispenser.config import VisionSettings
@@ -85,26 +83,12 @@ class Embedder:
     def __init__(self, threads: int = 2, *, model: str = EMBEDDER_MODEL,
                  model_path: Path | None = None, card_path: Path | None = None,
                  batch_capacity: int = 8) -> None:
-        import onnxruntime as ort
-
-        if threads < 1 or batch_capacity < 1:
-            raise DispenserError("embedder threads and batch_capacity must be at least 1")
+        if batch_capacity < 1:
+            raise DispenserError(
+                f"embedder batch_capacity must be at least 1, got {batch_capacity}")
         self.card = load_card(model, card_path)
-        model_bytes = read_verified_model(self.card, model_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.enable_cpu_mem_arena = True
-        options.enable_mem_pattern = True
-        options.log_severity_level = 3  # warnings about unused initialisers are noise here
-        try:
-            self._session = ort.InferenceSession(model_bytes, sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise DispenserError(f"onnxruntime cannot load {self.card.file}: "
-                                 f"{str(exc).splitlines()[0]}") from None
+        self._session = create_session(read_verified_model(self.card, model_path),
+                                       threads=threads, name=self.card.file)
         check_session_io(self._session, self.card)
         chip_spec, out_spec = self.card.inputs[0], self.card.outputs[0]
         rows, cols, channels = (int(d) for d in chip_spec.shape[1:])
@@ -113,8 +97,8 @@ class Embedder:
         self.batch_capacity = batch_capacity
         self._input_name, self._output_name = chip_spec.name, out_spec.name
         # The only arrays onnxruntime reads the chip from and writes the descriptor to.
-        self._chips = np.zeros((batch_capacity, *self.chip_shape), np.uint8)
-        self._descriptors = np.zeros((batch_capacity, self.template_size), np.float32)
+        self._chips = locked_buffer((batch_capacity, *self.chip_shape), np.uint8)
+        self._descriptors = locked_buffer((batch_capacity, self.template_size), np.float32)
         self._bindings: dict[int, Any] = {}
 
     @classmethod
@@ -174,5 +158,5 @@ class Embedder:
 
     def zeroise(self) -> None:
         """Overwrite the chip and descriptor buffers onnxruntime reads and writes with zeros."""
-        self._chips.fill(0)
-        self._descriptors.fill(0)
+        zeroise(self._chips)
+        zeroise(self._descriptors)
