@@ -1,0 +1,120 @@
+"""FaceTracker: ids across frames, hold-still time on the injected clock, loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dispenser.clock import VirtualClock
+from dispenser.vision.face import Face, QualityReport
+from dispenser.vision.tracker import (
+    LOST_AFTER_FRAMES,
+    LOST_AFTER_S,
+    MAX_CENTRE_SHIFT,
+    FaceTracker,
+    Track,
+    iou,
+)
+
+OK = QualityReport(ok=True, reason="ok")
+BLURRY = QualityReport(ok=False, reason="blurry")
+
+
+def face(x: float, y: float = 100.0, size: float = 100.0, quality: QualityReport = OK) -> Face:
+    return Face(box=(x, y, x + size, y + size), score=0.99,
+                landmarks=np.zeros((5, 2), np.float32), quality=quality)
+
+
+def step(tracker: FaceTracker, clock: VirtualClock, faces: list[Face],
+         dt: float = 0.1) -> list[Track]:
+    clock.advance(dt)
+    return tracker.update(faces)
+
+
+def test_iou() -> None:
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_a_still_face_keeps_its_id_and_accumulates_steady_time(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    (first,) = tracker.update([face(100)])
+    assert first.steady_s == 0.0 and not first.lost and first.missed == 0
+    for i in range(30):  # 3 s at 10 fps with a few pixels of sway
+        (track,) = step(tracker, clock, [face(100 + (i % 3))])
+    assert track.id == first.id
+    assert track.steady_s == pytest.approx(3.0)
+
+
+def test_movement_beyond_the_bound_restarts_the_still_period(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100)])
+    step(tracker, clock, [face(100)], dt=2.0)
+    # Slow drift: each frame moves little, but the anchor is where stillness began.
+    x = 100.0
+    steady = []
+    for _ in range(10):
+        x += 4
+        (track,) = step(tracker, clock, [face(x)])
+        steady.append(track.steady_s)
+    assert min(steady) < 0.5 < steady[0]  # reset once drift exceeded the bound
+    assert MAX_CENTRE_SHIFT * 100 < 40  # the drift above is beyond the bound
+
+
+def test_walking_towards_the_camera_is_not_still(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100, size=100)])
+    step(tracker, clock, [face(100, size=100)], dt=1.0)
+    (track,) = step(tracker, clock, [face(92, size=116)])
+    assert track.steady_s == 0.0
+
+
+def test_failing_quality_holds_steady_time_at_zero(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100)])
+    (track,) = step(tracker, clock, [face(100, quality=BLURRY)], dt=1.0)
+    assert track.steady_s == 0.0
+    (track,) = step(tracker, clock, [face(100)], dt=0.5)
+    assert track.steady_s == 0.0
+    (track,) = step(tracker, clock, [face(100)], dt=0.5)
+    assert track.steady_s == pytest.approx(0.5)
+
+
+def test_short_gaps_are_tolerated_then_the_track_is_lost_once(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    (start,) = tracker.update([face(100)])
+    (gap,) = step(tracker, clock, [])
+    assert gap.missed == 1 and not gap.lost and gap.id == start.id
+    (back,) = step(tracker, clock, [face(101)])
+    assert back.id == start.id and back.missed == 0 and back.steady_s == pytest.approx(0.2)
+    reports = [step(tracker, clock, []) for _ in range(LOST_AFTER_FRAMES)]
+    assert [r[0].lost for r in reports] == [False] * (LOST_AFTER_FRAMES - 1) + [True]
+    assert reports[-1][0].steady_s == 0.0
+    assert step(tracker, clock, []) == []
+    (new,) = step(tracker, clock, [face(100)])
+    assert new.id != start.id  # ids are never reused
+
+
+def test_lost_after_a_time_even_at_a_low_frame_rate(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100)])
+    (track,) = step(tracker, clock, [], dt=LOST_AFTER_S)
+    assert track.lost
+
+
+def test_two_people_get_two_tracks_and_keep_them(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    a, b = tracker.update([face(50), face(400)])
+    assert a.id != b.id
+    swapped = step(tracker, clock, [face(402), face(52)])
+    ids = {t.face.box[0]: t.id for t in swapped}
+    assert ids[52] == a.id and ids[402] == b.id
+
+
+def test_reset_forgets_everything(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    (a,) = tracker.update([face(100)])
+    tracker.reset()
+    (b,) = step(tracker, clock, [face(100)])
+    assert b.id != a.id and b.steady_s == 0.0
