@@ -242,7 +242,9 @@ class ScriptedSource:
         return self._ended and not self._pending
 
     def push(self, frame: np.ndarray) -> None:
-        self._pending.append(frame)
+        """Queue a frame; while unplugged it is lost, as a camera's would be."""
+        if not self._unplugged:
+            self._pending.append(frame)
 
     def end(self) -> None:
         """No more frames will come (the script is over)."""
@@ -259,6 +261,8 @@ class ScriptedSource:
     def open(self) -> None:
         if self._unplugged:
             raise FrameSourceError(f"camera: cannot open {self._name}")
+        if self.opens:
+            self._pending.clear()       # a re-opened camera starts with fresh frames
         self.opens += 1
 
     def read(self) -> np.ndarray | None:

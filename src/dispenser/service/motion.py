@@ -8,8 +8,14 @@ detection rate (`vision.idle_detect_hz`) allows it.
 
 The reference is the thumbnail of the last *detected* frame, not the previous frame: a
 person who walks in slowly, or walks in and then stands perfectly still between two
-checks, still differs from the empty scene the detector last saw. The thumbnail (32x24
-grey) holds no usable face; it is overwritten in place.
+checks, still differs from the empty scene the detector last saw. As a safety net against
+a change too small to pass the threshold (someone far away, low contrast), the detector
+also runs at least every `max_gap_s`. The thumbnail (32x24 grey) holds no usable face; it
+is overwritten in place.
+
+The threshold: each thumbnail pixel averages ~400 camera pixels, so sensor noise (a few
+grey levels) averages out to ~0.1; a face-sized change covering an eighth of the frame
+with 20 grey levels of contrast moves the mean by ~2.5.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ def _cv2() -> Any:
 class MotionGate:
     """Rate limit + scene-change test for detection while idle."""
 
-    def __init__(self, idle_detect_hz: float, threshold: float = 6.0) -> None:
+    def __init__(self, idle_detect_hz: float, threshold: float = 1.5,
+                 max_gap_s: float = 10.0) -> None:
         self._min_interval = 1.0 / idle_detect_hz
+        self._max_gap = max(max_gap_s, self._min_interval)
         self._threshold = threshold
         self._current = np.zeros((THUMB_SIZE[1], THUMB_SIZE[0]), np.float32)
         self._reference = np.zeros_like(self._current)
@@ -40,10 +48,11 @@ class MotionGate:
 
     def should_detect(self, frame_bgr: np.ndarray, now: float) -> bool:
         """True if the detector should run on this frame (call `detected` if it does)."""
-        if self._last_detect_at is not None and now - self._last_detect_at < self._min_interval:
+        since = None if self._last_detect_at is None else now - self._last_detect_at
+        if since is not None and since < self._min_interval:
             return False
         self._thumbnail(frame_bgr)
-        if not self._has_reference:
+        if not self._has_reference or since is None or since >= self._max_gap:
             return True
         return self.change() > self._threshold
 

@@ -37,6 +37,9 @@ class TrackLike(Protocol):
     @property
     def lost(self) -> bool: ...
 
+    @property
+    def missed(self) -> int: ...           # updates since its face was last detected
+
 
 class PipelineLike(Protocol):
     def detect(self, frame_bgr: np.ndarray) -> list[Any]: ...
@@ -59,9 +62,9 @@ class DecisionLike(Protocol):
 class StoreLike(Protocol):
     def decide(self, probe: np.ndarray) -> Any: ...   # returns a DecisionLike
 
-    def commit(self, reservation: Any) -> None: ...
+    def commit(self, reservation: Any) -> bool: ...
 
-    def rollback(self, reservation: Any) -> None: ...
+    def rollback(self, reservation: Any) -> bool: ...
 
     def counters(self) -> Any: ...                    # a dataclass of ints
 

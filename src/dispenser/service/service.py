@@ -107,6 +107,7 @@ class DispenserService:
         self._progress = 0.0
         self._someone_in_view = False
         self._visible_ids: list[int] = []
+        self._button_quiet_until = now
         self._started_at = now
         self._next_status_file = now
         self._next_status_log = now + settings.log.status_every_s
@@ -142,6 +143,7 @@ class DispenserService:
         self.last_step_at = now
         self._collect_outcome(now)
         self._poll_controller(now)
+        self._sync_faults(now)          # a fault seen now stops this frame's processing
         frame = self._next_frame(now)
         if frame is not None:
             self._process(frame, now)
@@ -220,6 +222,7 @@ class DispenserService:
             self.counters.button_failures += 1
             self._button.refund()
             self._dispense_failed(outcome, now)
+        self._button_quiet_until = now + self._settings.display.message_s
         self._fire(Event.BUTTON_DONE)
 
     def _dispense_failed(self, outcome: Outcome, now: float) -> None:
@@ -232,10 +235,15 @@ class DispenserService:
             self._faults["paper"] = now + self._settings.display.message_s
 
     def _store_call(self, what: str, reservation: Any) -> None:
+        """Commit or roll back. A reservation the store already let go (its timeout) only
+        means this person will not be refused next time: logged, never fatal."""
         try:
-            getattr(self._store, what)(reservation)
-        except Exception as exc:  # the paper outcome stands; the store's own timeout
+            done = getattr(self._store, what)(reservation)
+        except Exception as exc:
             event(_log, f"store_{what}_failed", logging.ERROR, kind=type(exc).__name__)
+            return
+        if done is False:
+            event(_log, f"store_{what}_too_late", logging.WARNING)
 
     # ------------------------------------------------------ controller state, button
 
@@ -334,21 +342,24 @@ class DispenserService:
             self.counters.bad_frames += 1
             return
         state = self.state
-        if state in (State.FAULT, State.DECIDE):
+        if state in (State.FAULT, State.DECIDE, State.BUTTON):
+            return                      # the button path runs no face processing at all
+        gated = state is State.IDLE and not self._someone_in_view
+        if gated and not self._motion.should_detect(frame, now):
+            self.counters.idle_skips += 1
             return
-        if state is State.IDLE and not self._someone_in_view:
-            if not self._motion.should_detect(frame, now):
-                self.counters.idle_skips += 1
-                return
-            self._motion.detected(now)
         tracks = self._detect_and_track(frame)
         if tracks is None:
             return
+        if gated:
+            self._motion.detected(now)
         live = [t for t in tracks if not t.lost]
         self._someone_in_view = bool(live)
         self._visible_ids = [t.id for t in live]
         self._forget_departed(now)
-        if state is State.BUTTON:
+        if now < self._button_quiet_until:
+            # Whoever pressed the button is not scanned into a decision in this visit,
+            # even if the detector first sees them only after their ribbon.
             for t in live:
                 self._decided.setdefault(t.id, now)
         if state in _BUSY_STATES:
@@ -390,6 +401,10 @@ class DispenserService:
             self._unsteady(target.id, now)
             return
         self._fire(Event.FACE_STEADY)
+        if target.missed > 0:
+            # The tracker bridged a detection gap: its face is from an earlier frame, so it
+            # is neither embedded against this frame nor decided on (the hold continues).
+            return
         if self.hold.wants_embedding(float(target.face.score), now):
             try:
                 self._pipeline.embed(frame, target.face, self.hold.scratch)
@@ -497,7 +512,7 @@ def _advice_for(faces: list[Any]) -> Message:
 
 
 def _default_tracker(clock: Clock) -> TrackerLike:
-    from dispenser.vision import FaceTracker  # type: ignore[attr-defined]
+    from dispenser.vision import FaceTracker
 
     tracker: TrackerLike = FaceTracker(clock=clock)
     return tracker

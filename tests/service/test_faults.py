@@ -1,0 +1,131 @@
+"""Fault paths: controller states, failed dispenses (rollback), camera loss with back-off,
+a silent camera (watchdog), a store failure. The machine never decides while faulty."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from service_doubles import Person, Rig, identity
+
+from dispenser.service import Message, State
+
+
+@pytest.mark.parametrize(("controller", "message"), [
+    ("OUT_OF_PAPER", Message.OUT_OF_PAPER), ("JAMMED", Message.UNAVAILABLE),
+    ("DOOR_OPEN", Message.UNAVAILABLE), ("OFFLINE", Message.UNAVAILABLE)])
+def test_controller_faults_stop_the_machine_until_cleared(
+        rig_factory: Callable[..., Rig], controller: str, message: Message) -> None:
+    rig = rig_factory()
+    rig.motor.state_name = controller
+    rig.scene = [Person(1)]
+    rig.run_for(6.0)
+    assert rig.svc.state is State.FAULT
+    assert rig.display.current is message
+    assert rig.pipeline.detect_calls == 0 and rig.pipeline.embed_calls == 0
+    assert rig.motor.dispensed == []
+    rig.motor.state_name = "READY"
+    rig.run_for(5.0)
+    assert rig.motor.dispensed == [600]
+
+
+@pytest.mark.parametrize("error", ["jam", "paper_empty", "timeout", "offline"])
+def test_a_failed_dispense_is_rolled_back_and_the_person_served_next_time(
+        rig_factory: Callable[..., Rig], error: str) -> None:
+    rig = rig_factory()
+    rig.motor.fail_with = error
+    rig.scene = [Person(1)]
+    rig.run_for(4.0)
+    assert rig.svc.state is State.FAULT
+    assert rig.svc.counters.dispense_failures == 1
+    assert rig.store.counters().rollbacks == 1
+    expected = Message.OUT_OF_PAPER if error == "paper_empty" else Message.UNAVAILABLE
+    assert rig.display.current is expected
+    rig.scene = []
+    rig.run_for(6.0)
+    assert rig.svc.state is State.IDLE
+    rig.scene = [Person(1)]                  # not refused: no template was left behind
+    rig.run_for(4.0)
+    assert rig.motor.dispensed == [600]
+    assert rig.svc.counters.denied == 0
+
+
+def test_a_motor_driver_exception_is_a_failed_dispense(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+
+    def broken(length_mm: int) -> None:
+        raise OSError("port vanished")
+
+    rig.motor.dispense = broken
+    rig.scene = [Person(1)]
+    rig.run_for(4.0)
+    assert rig.svc.counters.dispense_failures == 1
+    assert rig.store.counters().rollbacks == 1
+
+
+def test_camera_unplugged_retries_with_back_off_and_recovers(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.run_for(1.0)
+    opens = rig.source.opens
+    rig.source.unplug()
+    rig.run_for(60.0)
+    assert rig.svc.state is State.FAULT
+    assert rig.display.current is Message.UNAVAILABLE
+    # back-off 1, 2, 4, 8, 16, 30 s: 6 attempts (the first right away) in a minute
+    assert rig.source.opens == opens          # every attempt failed
+    rig.source.replug()
+    rig.run_for(31.0)
+    assert rig.svc.state is State.IDLE
+    assert rig.svc.counters.camera_reopens == 1
+    rig.scene = [Person(1)]
+    rig.run_for(4.0)
+    assert rig.motor.dispensed == [600]
+
+
+def test_camera_missing_at_start_is_a_fault_not_a_crash(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.source.unplug()
+    rig.run_for(3.0)
+    assert rig.svc.state is State.FAULT
+    assert "camera" in rig.svc.faults
+
+
+def test_a_silent_camera_trips_the_watchdog(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.run_for(1.0)
+    for _ in range(120):                      # 12 s without a frame (open but silent)
+        rig.svc.step()
+        rig.clock.advance(0.1)
+    assert rig.svc.counters.stalls == 1
+    assert "fault" in rig.states()
+    assert rig.svc.counters.camera_reopens == 1   # closed and re-opened after 1 s
+    rig.run_for(3.0)                              # frames again
+    assert rig.svc.state is State.IDLE
+    assert rig.display.current is Message.WELCOME
+
+
+def test_a_hold_in_progress_is_wiped_when_a_fault_hits(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.scene = [Person(1)]
+    rig.run_for(2.0)
+    assert rig.svc.state is State.HOLD_STILL
+    rig.motor.state_name = "OFFLINE"
+    rig.run_for(1.0)
+    assert rig.svc.state is State.FAULT
+    assert rig.svc.hold.buffers_zero()
+
+
+def test_a_store_failure_is_a_fault_and_nothing_is_dispensed(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.store.close()                         # decide() now raises
+    rig.scene = [Person(1)]
+    rig.run_for(4.0)
+    assert rig.svc.state is State.FAULT
+    assert rig.motor.dispensed == []
+    assert rig.svc.hold.buffers_zero()
+    assert float(identity(1) @ identity(1)) == pytest.approx(1.0)
