@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -135,9 +136,11 @@ class MotorLink:
         self._transport = SerialTransport(path, self._settings.baud, self._on_frame)
         if not self._ensure_connected():
             self.close()
-            raise MotorError(f"motor controller not answering on {path} (is it plugged in, "
-                             "flashed, and is this user in the 'dispenser' group?)",
-                             code="offline")
+            if not os.path.exists(path):
+                raise MotorError(f"no serial device {path} (controller unplugged? see "
+                                 "/dev/serial/by-id/ and hw/README.md)", code="offline")
+            raise MotorError(f"motor controller not answering on {path} (flashed? is this "
+                             "user in the 'dispenser' group?)", code="offline")
         self._stop.clear()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="motor-heartbeat",
                                            daemon=True)

@@ -1,0 +1,79 @@
+"""`dispenser motor`: technician commands to the motor controller, no face processing.
+
+    dispenser motor [--port PATH] status
+    dispenser motor [--port PATH] dispense MM
+    dispenser motor [--port PATH] abort
+    dispenser motor [--port PATH] selftest [--feed MM]
+
+Exit 0 when the controller did what was asked; otherwise one line naming the controller's
+error (`jam`, `paper_empty`, `door_open`, `offline`, ...) and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dispenser.clock import BootClock
+from dispenser.config import Settings
+from dispenser.errors import EXIT_OK, DispenserError
+from dispenser.motor import MotorLink
+from dispenser.motor.messages import MotorError
+
+
+def _length(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of mm: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"length must be 1..65535 mm, not {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", metavar="PATH", default=None,
+                        help="serial device of the controller, e.g. /dev/serial/by-id/"
+                             "usb-MicroPython_Board_in_FS_mode_...-if00, or 'sim' "
+                             "(default: serial.port from the configuration)")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub.add_parser("status", help="show the controller's state, sensors and counters")
+    p = sub.add_parser("dispense", help="feed one ribbon of MM millimetres")
+    p.add_argument("mm", type=_length, metavar="MM", help="ribbon length in mm")
+    sub.add_parser("abort", help="stop the motor now")
+    p = sub.add_parser("selftest", help="check link, framing, commands and sensors")
+    p.add_argument("--feed", type=_length, metavar="MM", default=None,
+                   help="also feed MM of paper and check the measured length")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    port = args.port or settings.serial.port
+    with MotorLink(settings.serial, BootClock(), port=port) as link:
+        if args.action == "status":
+            for key, value in link.status().items():
+                print(f"{key:<20} {value}")
+        elif args.action == "dispense":
+            r = link.dispense(args.mm)
+            if not r.ok:
+                got = f"{r.dispensed_mm} mm" if r.dispensed_known else "an unknown length"
+                raise MotorError(f"dispense failed: {r.error} (asked {args.mm} mm, "
+                                 f"{got} went out)", code=r.error or "error")
+            print(f"dispensed {r.dispensed_mm} mm (asked {args.mm} mm)")
+        elif args.action == "abort":
+            link.abort()
+            print("motor stopped")
+        else:
+            return _selftest(link, args.feed or 0)
+    return EXIT_OK
+
+
+def _selftest(link: MotorLink, feed_mm: int) -> int:
+    from dispenser.motor.selftest import run_selftest
+
+    first_error = ""
+    for check in run_selftest(link, feed_mm):
+        print(f"{'PASS' if check.ok else 'FAIL'}  {check.name:<10} {check.detail}")
+        if not check.ok and not first_error:
+            first_error = check.error
+    if first_error:
+        raise DispenserError(f"selftest failed: {first_error}", exit_code=1)
+    return EXIT_OK
