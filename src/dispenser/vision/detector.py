@@ -27,7 +27,7 @@ left, mouth right, "left" meaning image-left.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import cv2
@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispenser.errors import DispenserError
+from dispenser.vision.embedder import check_session_io
 from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
 from dispenser.vision.ort_session import create_session
 
@@ -61,7 +62,7 @@ class Detection:
 
     box: tuple[float, float, float, float]
     score: float
-    landmarks: FloatArray  # (5, 2) float32, x then y
+    landmarks: FloatArray = field(repr=False)  # (5, 2) float32, x then y; never shown
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ class MtcnnDetector:
         self._pnet, self._rnet, self._onet = (
             create_session(read_verified_model(card), threads=threads, name=card.file)
             for card in cards)
+        for session, card in zip((self._pnet, self._rnet, self._onet), cards, strict=True):
+            check_session_io(session, card)
         self._pnet_t, self._rnet_t, self._onet_t = (_thresholds(card) for card in cards)
         self._pnet_level_nms = float(cards[0].sections["threshold"].get("nms_per_scale", 0.5))
         self._names = [(card.inputs[0].name, [o.name for o in card.outputs]) for card in cards]
