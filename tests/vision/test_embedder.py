@@ -226,3 +226,32 @@ def test_threads_come_from_the_settings() -> None:
     options = embedder._session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.inter_op_num_threads == 1
+
+
+def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
+        golden: dict[str, np.ndarray]) -> None:
+    """Scan our own address space: onnxruntime wrote the descriptor only into the owned
+    buffer (now zero), and the template exists only in the caller's buffer.
+
+    The chip is the mirror image of the golden face, which no other test embeds, so copies
+    that other tests made on purpose cannot be mistaken for leaks."""
+    from dispenser.privacy.memscan import scan_own_memory
+
+    embedder = Embedder(threads=1, batch_capacity=1)
+    reference = np.zeros((2, 128), np.float32)  # excluded from the scan by scan_own_memory
+    spy = _SpySession(embedder)
+    run = spy.run_with_iobinding
+
+    def run_and_capture(binding: Any) -> None:
+        run(binding)
+        np.copyto(reference[0], embedder._descriptors[0])
+
+    spy.run_with_iobinding = run_and_capture  # type: ignore[method-assign]
+    embedder._session = spy
+    out = np.empty(128, np.float32)
+    embedder.embed(np.ascontiguousarray(golden["chips"][0][:, ::-1]), out)
+    np.copyto(reference[1], out)
+    assert reference.any(axis=1).all()
+    assert scan_own_memory(reference).hits == (0, 1)  # positive control: the caller's copy
+    out.fill(0)
+    assert scan_own_memory(reference).hits == (0, 0)
