@@ -10,7 +10,8 @@ import pytest
 from service_doubles import FakeMotor, FakePipeline, FakeTracker, Rig, make_settings
 
 from dispenser.clock import VirtualClock
-from dispenser.config import Settings
+from dispenser.config import SerialSettings, Settings
+from dispenser.motor import MotorLink
 from dispenser.service import DispenserService, RecordingDisplay
 from dispenser.service.frames import ScriptedSource
 from dispenser.store import TemplateStore
@@ -36,7 +37,7 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
                                pipeline=pipeline, motor=motor, display=display,
                                tracker=FakeTracker(clock), on_transition=transitions.append)
         rig = Rig(clock, source, pipeline, store, motor, display, svc,
-                  transitions=transitions)
+                  transitions=transitions, motor_on_clock=not isinstance(motor, FakeMotor))
         made.append(rig)
         return rig
 
@@ -45,3 +46,13 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
         rig.svc.close()
     for store in stores:
         store.close()
+
+
+@pytest.fixture
+def sim_link(clock: VirtualClock) -> Iterator[MotorLink]:
+    """The real MotorLink talking over a pseudo-terminal to firmware_sim, whose motor runs
+    on the test's virtual clock at nominal speed (a 600 mm ribbon takes 4 s of it)."""
+    link = MotorLink(SerialSettings(port="sim"), clock, sim_speed=1.0)
+    link.open()
+    yield link
+    link.close()

@@ -12,6 +12,8 @@ when a test says so, and the store expires entries on every call).
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,17 +225,31 @@ class Rig:
     frame_dt: float = 0.1
     transitions: list[Any] = field(default_factory=list)
 
+    # True with firmware_sim on the virtual clock: its motor moves only as the clock does,
+    # so a tick must not wait for the dispense; it gives the pty threads a moment instead.
+    motor_on_clock: bool = False
+
     def tick(self) -> None:
         """One frame of the current scene, one step, then time moves by `frame_dt`."""
         self.source.push(draw(self.scene))
         self.svc.step()
-        if self.svc.motor_busy:
+        if self.motor_on_clock:
+            time.sleep(0.002)
+        elif self.svc.motor_busy:
             assert self.svc.wait_motor(5.0)
         self.clock.advance(self.frame_dt)
 
     def run_for(self, seconds: float) -> None:
         for _ in range(round(seconds / self.frame_dt)):
             self.tick()
+
+    def run_until(self, done: Callable[[], bool], max_s: float) -> bool:
+        """Tick until `done()` (True) or `max_s` of clock time passed (False)."""
+        for _ in range(round(max_s / self.frame_dt)):
+            if done():
+                return True
+            self.tick()
+        return done()
 
     def states(self) -> list[str]:
         return [t.target.value for t in self.transitions]
