@@ -196,6 +196,7 @@ class Controller:
                     + P.u16(self.heartbeat_ms) + P.u16(lim.speed_mm_s))
 
     def _dispense(self, seq: int, length: int, boot_id: int) -> None:
+        self._watch_door()
         if boot_id != self.boot_id:
             self._stale_dispense(seq)
             return
@@ -278,10 +279,7 @@ class Controller:
         """Poll the sensors and supervise the motor; sends EVENT frames on changes."""
         hal = self.hal
         now = self.now_ms()
-        door = hal.door_open()
-        if self.door_was_open and not door:
-            self.jam_latched = False  # someone opened the door and cleared the path
-        self.door_was_open = door
+        door = self._watch_door()
         buttons = (hal.button_count() - self.button_base) & 0xFFFF
         pressed = buttons != self.buttons
         self.buttons = buttons
@@ -292,6 +290,15 @@ class Controller:
             self.reported = state
             self._reply(P.EVENT, P.SEQ_NONE, bytes((state, self._flags()))
                         + P.u16(self.buttons) + P.u16(self.boot_id))
+
+    def _watch_door(self) -> bool:
+        """Read the door; closing it after it was open clears a latched jam (someone
+        opened the machine and cleared the paper path)."""
+        door = self.hal.door_open()
+        if self.door_was_open and not door:
+            self.jam_latched = False
+        self.door_was_open = door
+        return door
 
     def _supervise(self, now: int, door: bool) -> None:
         self._measure()

@@ -1,0 +1,155 @@
+"""Every message, and every error code, over a real pseudo-terminal: the simulated
+controller serving the shipped firmware logic, reached with pyserial (raw frames) and with
+the host driver (MotorLink)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import RawClient, wait_for
+
+from dispenser.motor import ControllerState, MotorLink
+from dispenser.motor import protocol as P
+from dispenser.motor.messages import Capabilities, ControllerStatus, decode_error
+from firmware_sim import SimulatedController
+
+
+def _boot(raw: RawClient) -> int:
+    return Capabilities.decode(raw.hello().payload).boot_id
+
+
+def _error(frame: P.Frame) -> tuple[str, int]:
+    assert frame.msg_type == P.ERROR
+    return decode_error(frame.payload)
+
+
+def test_hello_status_heartbeat_round_trip(raw: RawClient) -> None:
+    caps = raw.hello(seq=11, session=99, heartbeat_ms=1234)
+    assert caps.msg_type == P.CAPABILITIES
+    c = Capabilities.decode(caps.payload)
+    assert (c.protocol, c.heartbeat_ms, c.max_run_ms) == (1, 1234, 1500)
+    for msg_type, seq in ((P.STATUS, 12), (P.HEARTBEAT, 13)):
+        raw.send(msg_type, seq)
+        reply = raw.reply_to(seq)
+        assert reply.msg_type == P.STATUS_REPLY
+        assert ControllerStatus.decode(reply.payload).boot_id == c.boot_id
+
+
+def test_dispense_ack_done_and_abort_round_trip(raw: RawClient, sim: SimulatedController
+                                                ) -> None:
+    boot = _boot(raw)
+    raw.send(P.DISPENSE, 20, P.u16(300) + P.u16(boot))
+    assert raw.reply_to(20).msg_type == P.ACK
+    done = raw.expect(lambda f: f.seq == 20 and f.msg_type == P.DONE)
+    assert 300 <= P.get_u16(done.payload, 0) <= 310
+    raw.send(P.DISPENSE, 21, P.u16(1500) + P.u16(boot))
+    assert raw.reply_to(21).msg_type == P.ACK
+    raw.send(P.ABORT, 22)
+    replies = [raw.reply_to(21), raw.reply_to(22)]
+    assert _error(replies[0])[0] == "aborted"
+    assert replies[1].msg_type == P.ACK and not sim.motor_on
+
+
+def test_events_reach_the_host(raw: RawClient, sim: SimulatedController) -> None:
+    _boot(raw)
+    sim.press_button()
+    ev = raw.expect(lambda f: f.msg_type == P.EVENT and P.get_u16(f.payload, 2) == 1)
+    assert ev.seq == P.SEQ_NONE
+
+
+def test_protocol_errors_over_the_pty(raw: RawClient) -> None:
+    boot = _boot(raw)
+    raw.send_bytes(b"\x07\x01\x02\x03\x00")                       # not a frame: NAK
+    nak = raw.expect(lambda f: f.seq == P.SEQ_NONE and f.msg_type == P.ERROR)
+    assert _error(nak) == ("bad_frame", 0)
+    raw.send(P.STATUS, 30, b"\x00")                               # wrong payload size
+    assert _error(raw.reply_to(30))[0] == "bad_frame"
+    raw.send(P.STATUS, 31, version=9)
+    assert _error(raw.reply_to(31))[0] == "bad_version"
+    raw.send(0x7E, 32)
+    assert _error(raw.reply_to(32))[0] == "unknown_command"
+    raw.send(P.DISPENSE, 33, P.u16(0) + P.u16(boot))
+    assert _error(raw.reply_to(33))[0] == "bad_length"
+    raw.send(P.DISPENSE, 34, P.u16(1500) + P.u16(boot))
+    assert raw.reply_to(34).msg_type == P.ACK
+    raw.send(P.DISPENSE, 35, P.u16(100) + P.u16(boot))
+    assert _error(raw.reply_to(35))[0] == "busy"
+    raw.send(P.DISPENSE, 36, P.u16(100) + P.u16(boot ^ 0xFFFF))   # another boot's request
+    assert _error(raw.reply_to(36))[0] == "reset"
+
+
+def test_heartbeat_loss_stops_the_motor(raw: RawClient, sim: SimulatedController) -> None:
+    boot = Capabilities.decode(raw.hello(heartbeat_ms=200).payload).boot_id
+    raw.send(P.DISPENSE, 40, P.u16(1500) + P.u16(boot))  # 0.5 s at this speed
+    assert raw.reply_to(40).msg_type == P.ACK
+    name, mm = _error(raw.expect(lambda f: f.seq == 40 and f.msg_type == P.ERROR))
+    assert name == "heartbeat_lost" and 0 < mm < 1500 and not sim.motor_on
+
+
+def test_link_reports_each_mechanical_error(link: MotorLink, sim: SimulatedController
+                                            ) -> None:
+    sim.set_door(True)
+    assert wait_for(lambda: link.state() is ControllerState.DOOR_OPEN)
+    assert link.dispense(600).error == "door_open"
+    sim.set_door(False)
+    assert wait_for(lambda: link.state() is ControllerState.READY)
+
+    sim.jam_next(after_mm=120)
+    r = link.dispense(600)
+    assert (r.ok, r.error) == (False, "jam") and 120 <= r.dispensed_mm <= 125
+    assert wait_for(lambda: link.state() is ControllerState.JAMMED)
+    assert link.dispense(600).error == "jam"  # latched
+    sim.set_door(True)  # the door cycle clears the latch
+    assert wait_for(lambda: link.state() is ControllerState.DOOR_OPEN)
+    sim.set_door(False)
+    assert wait_for(lambda: link.state() is ControllerState.READY)
+
+    sim.inject("overcurrent")
+    assert link.dispense(600).error == "overcurrent"
+    sim.set_door(True)
+    assert wait_for(lambda: link.state() is ControllerState.DOOR_OPEN)
+    sim.set_door(False)
+
+    sim.inject("slip")
+    r = link.dispense(600)
+    assert r.error == "timeout" and 0 < r.dispensed_mm < 600
+
+    sim.set_roll(250)
+    r = link.dispense(600)
+    assert r.error == "paper_empty" and 245 <= r.dispensed_mm <= 255
+    assert wait_for(lambda: link.state() is ControllerState.OUT_OF_PAPER)
+    assert link.dispense(600).error == "paper_empty"
+    assert link.dispense(5000).error == "bad_length"
+
+
+def test_abort_from_another_thread(link: MotorLink, sim: SimulatedController) -> None:
+    results = []
+    t = threading.Thread(target=lambda: results.append(link.dispense(1500)))
+    t.start()
+    assert wait_for(lambda: sim.motor_on)
+    link.abort()
+    t.join(timeout=5)
+    assert results[0].error == "aborted" and not sim.motor_on
+    assert sim.motor_starts == 1
+
+
+def test_button_presses_are_counted_once(link: MotorLink, sim: SimulatedController) -> None:
+    link.button_presses()
+    for _ in range(3):
+        sim.press_button()
+    got = 0
+    deadline = time.monotonic() + 2
+    while got < 3 and time.monotonic() < deadline:
+        got += link.button_presses()
+        time.sleep(0.01)
+    time.sleep(0.5)  # heartbeats with the same counter must not count them again
+    assert got + link.button_presses() == 3
+
+
+def test_status_dict(link: MotorLink) -> None:
+    r = link.dispense(200)
+    s = link.status()
+    assert s["last_seq"] == r.seq and s["last_result"] == "done"
+    assert s["last_dispensed_mm"] == r.dispensed_mm and s["paper"] == "present"
+    assert s["firmware"] == "1.0.0" and s["state"] == "ready"
