@@ -1,0 +1,393 @@
+"""Crowd mode: hours of visitors through the real template store, in seconds of wall time.
+
+What runs for real: `dispenser.store.TemplateStore` (matching, deny window, retention
+deletion, eviction, key shredding) on a `VirtualClock`, and the service's no-scan
+`ButtonGate`. What is modelled here, per visit, instead of running the frame-by-frame
+service: one machine serving one visitor at a time (a FIFO queue that people leave when
+the wait exceeds their patience), a visit lasting hold-still + ribbon feed + result
+message, the decision taken at the end of the hold-still, commit when the ribbon is out,
+rollback when the roll is empty, and the paper roll as a counter. Templates come from
+`dispenser.sim.identities` (synthetic, calibrated on the embedder's genuine/impostor
+similarity).
+
+Because the simulator knows who every visitor really is, it can score each decision:
+
+- served:          dispensed, and the person had not been served within the deny window;
+- repeat blocked:  denied, and the person *had* been served within the deny window;
+- false denial:    denied, but the person had not been served within the deny window:
+                   someone else's template matched them;
+- false admit:     dispensed to a person served within the deny window (their own template
+                   was not recognised, or was evicted from a full store).
+
+The same crowd (arrivals and templates) is replayed for every (threshold, deny window)
+pair of the scenario's sweep, so differences between runs come from the settings only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dispenser.clock import VirtualClock
+from dispenser.config import Settings
+from dispenser.service.button import ButtonGate
+from dispenser.sim.identities import (
+    IdentityModel,
+    Population,
+    SimilarityStats,
+    sample_similarities,
+)
+from dispenser.sim.scenario import Scenario
+from dispenser.store import TemplateStore
+
+# The simulated controller's nominal feed speed (firmware_sim.plant.NOMINAL_MM_S).
+FEED_MM_PER_S = 150.0
+# Occupancy is sampled this often for the plots (simulated seconds).
+SAMPLE_EVERY_S = 10.0
+_STORE_LOGGER = "dispenser.store"
+
+
+class Kind(enum.IntEnum):
+    """Who a visit is."""
+
+    VISITOR = 0      # first visit of a member of the public
+    REPEAT = 1       # the same person coming back for more
+    STAFF = 2        # a cleaner or attendant passing in front of the camera
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """Every visit of one simulated period, in arrival order (parallel arrays)."""
+
+    arrival_s: np.ndarray     # float64, seconds from the start
+    person: np.ndarray        # int64, population index (staff first, then visitors)
+    kind: np.ndarray          # int8, Kind
+    button: np.ndarray        # bool, uses the no-scan button instead of the face
+    templates: np.ndarray     # float32 (visits, dim); rows of button visits are unused
+    duration_s: float
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def generate_crowd(scenario: Scenario, model: IdentityModel, seed: int) -> Crowd:
+    """Draw the scenario's visits (deterministic in `seed`)."""
+    rng = np.random.default_rng([seed, 0xC0])
+    duration = scenario.duration_min * 60.0
+    times: list[float] = []
+    people: list[int] = []
+    kinds: list[int] = []
+    # Staff are people 0..staff-1: each passes about every staff_every_min (+-30%).
+    every = scenario.staff_every_min * 60.0
+    for member in range(scenario.staff):
+        t = rng.uniform(0.0, every)
+        while t < duration:
+            times.append(t)
+            people.append(member)
+            kinds.append(Kind.STAFF)
+            t += every * rng.uniform(0.7, 1.3)
+    # Members of the public: Poisson arrivals; some come back for more.
+    rate = scenario.arrivals_per_hour / 3600.0
+    lo, hi = (m * 60.0 for m in scenario.repeat_after_min)
+    t, person = 0.0, scenario.staff
+    while rate > 0:
+        t += rng.exponential(1.0 / rate)
+        if t >= duration:
+            break
+        times.append(t)
+        people.append(person)
+        kinds.append(Kind.VISITOR)
+        if rng.random() < scenario.repeat_share:
+            back = t
+            for _ in range(scenario.repeat_times):
+                back += rng.uniform(lo, hi)
+                if back >= duration:
+                    break
+                times.append(back)
+                people.append(person)
+                kinds.append(Kind.REPEAT)
+        person += 1
+    order = np.argsort(np.asarray(times), kind="stable")
+    arrival = np.asarray(times, dtype=np.float64)[order]
+    who = np.asarray(people, dtype=np.int64)[order]
+    kind = np.asarray(kinds, dtype=np.int8)[order]
+    button = (rng.random(len(arrival)) < scenario.button_share) & (kind != Kind.STAFF)
+    population = Population(model, seed)
+    templates = population.templates(who, np.random.default_rng([seed, 0x7E]))
+    return Crowd(arrival, who, kind, button, templates, duration)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings one crowd run uses (one point of the sweep)."""
+
+    threshold: float
+    deny_window_s: float
+
+
+@dataclass
+class RunResult:
+    """Counts and times of one run; only numbers, no templates."""
+
+    threshold: float
+    deny_window_s: float
+    visits: int = 0
+    face_visits: int = 0
+    served: int = 0
+    repeat_blocked: int = 0
+    false_denials: int = 0
+    false_admits: int = 0
+    staff_served: int = 0
+    staff_denied: int = 0
+    button_served: int = 0
+    button_refused: int = 0
+    no_paper: int = 0                  # visits cut short or refused by an empty roll
+    gave_up: int = 0                   # left because the queue was longer than their patience
+    paper_mm: int = 0
+    free_paper_mm: int = 0             # what a free dispenser would have given out
+    roll_empty_at_s: float | None = None
+    free_roll_empty_at_s: float | None = None
+    evictions: int = 0
+    deletions: int = 0
+    peak_occupancy: int = 0
+    wait_mean_s: float = 0.0
+    wait_max_s: float = 0.0
+    occupancy: list[tuple[float, int]] = field(default_factory=list)
+    paper_timeline: list[tuple[float, int, int]] = field(default_factory=list)
+
+    @property
+    def paper_saved(self) -> float:
+        """Share of the free dispenser's paper this machine did not give out."""
+        return 1.0 - self.paper_mm / self.free_paper_mm if self.free_paper_mm else 0.0
+
+    @property
+    def false_denial_rate(self) -> float:
+        """False denials per face visit of someone not served within the deny window."""
+        eligible = self.served + self.false_denials + self.staff_served
+        return self.false_denials / eligible if eligible else 0.0
+
+    @property
+    def repeat_block_rate(self) -> float:
+        """Share of repeat attempts inside the deny window that were refused."""
+        repeats = self.repeat_blocked + self.false_admits
+        return self.repeat_blocked / repeats if repeats else 0.0
+
+
+class _Machine:
+    """One simulated dispenser: the real store, the real button gate, a paper counter."""
+
+    def __init__(self, settings: Settings, run: RunSettings, scenario: Scenario,
+                 clock: VirtualClock) -> None:
+        store_settings = dataclasses.replace(
+            settings.store, deny_window_s=run.deny_window_s,
+            retention_s=max(settings.store.retention_s, run.deny_window_s))
+        self.clock = clock
+        self.store = TemplateStore(store_settings, threshold=run.threshold, clock=clock,
+                                   start_sweeper=False, zeroise_on_signals=False)
+        self.button = ButtonGate(settings.dispense.button_min_interval_s)
+        self.roll_mm = int(scenario.roll_m * 1000)
+        self.ribbon_mm = settings.dispense.ribbon_mm
+        self.button_mm = settings.dispense.button_ribbon_mm
+
+    def feed(self, length_mm: int) -> int:
+        """Run the motor for one ribbon; returns the mm that came out (less than asked when
+        the roll ran out mid-ribbon, which the controller reports as paper_empty)."""
+        out = min(length_mm, self.roll_mm)
+        self.roll_mm -= out
+        return out
+
+
+def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
+              run: RunSettings) -> RunResult:
+    """Replay `crowd` through a fresh store with `run`'s settings; score every decision."""
+    clock = VirtualClock(start=0.0)
+    machine = _Machine(settings, run, scenario, clock)
+    result = RunResult(threshold=run.threshold, deny_window_s=run.deny_window_s,
+                       visits=len(crowd))
+    hold_s = settings.vision.hold_still_s
+    message_s = settings.display.message_s
+    ribbon_s = machine.ribbon_mm / FEED_MM_PER_S
+    button_s = machine.button_mm / FEED_MM_PER_S
+    last_served: dict[int, float] = {}
+    free_used = 0
+    free_roll = machine.roll_mm
+    machine_free_at = 0.0
+    next_sample = 0.0
+    waits: list[float] = []
+    store_log = logging.getLogger(_STORE_LOGGER)
+    previous_level = store_log.level
+    store_log.setLevel(logging.WARNING)  # thousands of admits would flood the log
+    try:
+        for i in range(len(crowd)):
+            arrival = float(crowd.arrival_s[i])
+            start = max(arrival, machine_free_at)
+            free_used += machine.ribbon_mm
+            if result.free_roll_empty_at_s is None and free_used > free_roll:
+                result.free_roll_empty_at_s = arrival
+            if start - arrival > scenario.patience_s:
+                result.gave_up += 1
+                continue
+            next_sample = _sample_until(machine, result, next_sample, start)
+            waits.append(start - arrival)
+            if crowd.button[i]:
+                clock.set(start)
+                machine_free_at = start + _button_visit(machine, result, button_s)
+            else:
+                result.face_visits += 1
+                decide_at = start + hold_s
+                clock.set(decide_at)
+                busy_s = _face_visit(machine, result, crowd, i, last_served, ribbon_s,
+                                     run.deny_window_s)
+                machine_free_at = decide_at + busy_s + message_s
+            result.paper_timeline.append((arrival, result.paper_mm, free_used))
+        # Keep sampling after the last arrival until retention has emptied the store.
+        _sample_until(machine, result, next_sample,
+                      max(crowd.duration_s, machine_free_at) + settings.store.retention_s
+                      + SAMPLE_EVERY_S)
+        counters = machine.store.counters()
+        result.evictions = counters.evictions
+        result.deletions = counters.deletions
+    finally:
+        machine.store.close()
+        store_log.setLevel(previous_level)
+    result.free_paper_mm = free_used
+    if waits:
+        result.wait_mean_s = float(np.mean(waits))
+        result.wait_max_s = float(np.max(waits))
+    return result
+
+
+def _sample_until(machine: _Machine, result: RunResult, next_sample: float,
+                  until: float) -> float:
+    """Sweep and record occupancy at every sample time up to `until` (the store's sweeper
+    would have run there even with nobody in front of the machine)."""
+    while next_sample <= until:
+        machine.clock.set(max(next_sample, machine.clock.now()))
+        machine.store.sweep()
+        occupancy = machine.store.counters().occupancy
+        result.occupancy.append((next_sample, occupancy))
+        result.peak_occupancy = max(result.peak_occupancy, occupancy)
+        next_sample += SAMPLE_EVERY_S
+    return next_sample
+
+
+def _button_visit(machine: _Machine, result: RunResult, button_s: float) -> float:
+    """A no-scan press: no face processing at all. Returns how long the machine is busy."""
+    if not machine.button.allow(machine.clock.now()):
+        result.button_refused += 1
+        return 0.0
+    if machine.roll_mm <= 0:
+        result.no_paper += 1
+        return 0.0
+    out = machine.feed(machine.button_mm)
+    result.paper_mm += out
+    if out < machine.button_mm:
+        machine.button.refund()
+        _roll_empty(machine, result)
+        return button_s
+    result.button_served += 1
+    return button_s
+
+
+def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
+                last_served: dict[int, float], ribbon_s: float, deny_window_s: float) -> float:
+    """Hold-still is over (clock = decision time): decide, feed, commit or roll back.
+    Returns how long the decision and the ribbon keep the machine busy after it."""
+    now = machine.clock.now()
+    if machine.roll_mm <= 0:
+        # An empty machine shows "out of paper" and decides nothing (the service's FAULT).
+        result.no_paper += 1
+        return 0.0
+    person = int(crowd.person[i])
+    staff = crowd.kind[i] == Kind.STAFF
+    served_at = last_served.get(person)
+    should_deny = served_at is not None and now - served_at < deny_window_s
+    decision = machine.store.decide(crowd.templates[i].copy())
+    occupancy = machine.store.counters().occupancy
+    result.peak_occupancy = max(result.peak_occupancy, occupancy)
+    if not decision.dispense:
+        if staff:
+            result.staff_denied += 1
+        elif should_deny:
+            result.repeat_blocked += 1
+        else:
+            result.false_denials += 1
+        return 0.0
+    reservation = decision.reservation
+    assert reservation is not None  # the store's contract: set iff dispense
+    machine.clock.set(now + ribbon_s)
+    out = machine.feed(machine.ribbon_mm)
+    result.paper_mm += out
+    if out < machine.ribbon_mm:
+        # paper_empty: the service rolls back, so this person is not denied next time.
+        machine.store.rollback(reservation)
+        _roll_empty(machine, result)
+        return ribbon_s
+    machine.store.commit(reservation)
+    last_served[person] = machine.clock.now()
+    if staff:
+        result.staff_served += 1
+    elif should_deny:
+        result.false_admits += 1
+    else:
+        result.served += 1
+    return ribbon_s
+
+
+def _roll_empty(machine: _Machine, result: RunResult) -> None:
+    """The ribbon stopped short: this visit got no (full) ribbon, the roll is empty."""
+    result.no_paper += 1
+    if result.roll_empty_at_s is None:
+        result.roll_empty_at_s = machine.clock.now()
+
+
+def sweep_points(scenario: Scenario) -> list[RunSettings]:
+    """Every (threshold, deny window) pair of the scenario's sweep, in a fixed order."""
+    return [RunSettings(threshold=t, deny_window_s=w)
+            for w in scenario.sweep.deny_windows_s for t in scenario.sweep.thresholds]
+
+
+@dataclass(frozen=True)
+class CrowdReport:
+    """Everything one scenario study produced (what dispenser.sim.report renders)."""
+
+    scenario: Scenario
+    seed: int
+    settings: Settings
+    stats: SimilarityStats
+    model: IdentityModel
+    crowd: Crowd
+    runs: list[RunResult]
+    configured: RunResult
+    genuine: np.ndarray       # sampled synthetic similarities, for the histogram
+    impostor: np.ndarray
+
+
+SIMILARITY_SAMPLE_PAIRS = 5000
+
+
+def study(scenario: Scenario, settings: Settings, stats: SimilarityStats, seed: int,
+          progress: Callable[[int, int], None] | None = None) -> CrowdReport:
+    """Generate the scenario's crowd once, replay it for the configured settings and every
+    sweep point; `progress(done, total)` is called after each run."""
+    model = IdentityModel.fit(stats)
+    crowd = generate_crowd(scenario, model, seed)
+    configured_point = RunSettings(settings.match.threshold, settings.store.deny_window_s)
+    points = sweep_points(scenario)
+    todo = points if configured_point in points else [*points, configured_point]
+    results: dict[RunSettings, RunResult] = {}
+    for done, point in enumerate(todo, start=1):
+        results[point] = run_crowd(crowd, scenario, settings, point)
+        if progress is not None:
+            progress(done, len(todo))
+    genuine, impostor = sample_similarities(
+        Population(model, seed), SIMILARITY_SAMPLE_PAIRS, np.random.default_rng([seed, 0x51]))
+    return CrowdReport(scenario=scenario, seed=seed, settings=settings, stats=stats,
+                       model=model, crowd=crowd, runs=[results[p] for p in points],
+                       configured=results[configured_point], genuine=genuine,
+                       impostor=impostor)

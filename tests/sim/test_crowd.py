@@ -1,0 +1,118 @@
+"""Crowd mode: the real store scores every visit correctly, deterministically."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dispenser.config import Settings
+from dispenser.sim.crowd import (
+    Crowd,
+    CrowdReport,
+    Kind,
+    RunSettings,
+    generate_crowd,
+    run_crowd,
+    study,
+)
+from dispenser.sim.identities import IdentityModel, Population, SimilarityStats
+from dispenser.sim.report import to_json
+from dispenser.sim.scenario import Scenario
+
+# An embedder that never confuses anyone, so the scoring itself is what is tested.
+_CRISP = SimilarityStats(0.995, 0.002, 0.30, 0.05, source="crisp test embedder")
+
+
+def _crowd(visits: list[tuple[float, int]], button: set[int] | None = None) -> Crowd:
+    """Visits (time, person) of members of the public, in time order."""
+    times = np.array([t for t, _ in visits], dtype=np.float64)
+    people = np.array([p for _, p in visits], dtype=np.int64)
+    kind = np.array([Kind.REPEAT if p in people[:i] else Kind.VISITOR
+                     for i, p in enumerate(people)], dtype=np.int8)
+    pressed = np.array([i in (button or set()) for i in range(len(visits))])
+    population = Population(IdentityModel.fit(_CRISP), seed=1)
+    templates = population.templates(people, np.random.default_rng(2))
+    return Crowd(times, people, kind, pressed, templates, duration_s=float(times[-1]) + 1)
+
+
+_SCENARIO = Scenario(name="scripted", roll_m=100.0)
+# Person 0 is served at ~7 s (hold 3 s + ribbon 4 s), comes back within the deny window,
+# person 1 comes, then person 0 again after the window.
+_VISITS = [(0.0, 0), (100.0, 0), (200.0, 1), (700.0, 0)]
+
+
+def test_repeat_within_window_is_blocked_and_served_again_after_it() -> None:
+    r = run_crowd(_crowd(_VISITS), _SCENARIO, Settings(), RunSettings(0.93, 540.0))
+    assert (r.served, r.repeat_blocked, r.false_denials, r.false_admits) == (3, 1, 0, 0)
+    assert r.paper_mm == 3 * 600 and r.free_paper_mm == 4 * 600
+    assert r.paper_saved == 0.25
+
+
+def test_a_threshold_nobody_reaches_lets_the_repeat_through_as_a_false_admit() -> None:
+    r = run_crowd(_crowd(_VISITS), _SCENARIO, Settings(), RunSettings(1.0, 540.0))
+    assert (r.served, r.repeat_blocked, r.false_admits) == (3, 0, 1)
+
+
+def test_a_threshold_everyone_reaches_refuses_strangers_as_false_denials() -> None:
+    r = run_crowd(_crowd(_VISITS), _SCENARIO, Settings(), RunSettings(-1.0, 540.0))
+    # 0 served; 0 again blocked; 1 refused by 0's template; 0 after the window: still
+    # refused, by the second entry? No: denied visits store nothing, so 0's only entry is
+    # past the deny window and 0 is served again.
+    assert (r.served, r.repeat_blocked, r.false_denials) == (2, 1, 1)
+
+
+def test_templates_are_deleted_at_retention_and_occupancy_drains_to_zero() -> None:
+    r = run_crowd(_crowd(_VISITS), _SCENARIO, Settings(), RunSettings(0.93, 540.0))
+    assert r.peak_occupancy == 2
+    assert r.deletions == 3
+    assert r.occupancy[-1][1] == 0
+    last_admit = 700.0 + 3.0
+    assert all(n == 0 for t, n in r.occupancy if t >= last_admit + 600.0 + 1.0)
+
+
+def test_an_empty_roll_stops_dispensing_and_rolls_back() -> None:
+    tiny = Scenario(name="tiny-roll", roll_m=1.0)  # one 600 mm ribbon and 400 mm more
+    visits = [(0.0, 0), (50.0, 1), (100.0, 2), (150.0, 1)]
+    r = run_crowd(_crowd(visits), tiny, Settings(), RunSettings(0.93, 540.0))
+    # 1 gets a short ribbon: rolled back, so 1 is not refused later as a repeat-taker;
+    # afterwards the machine is out of paper and decides nothing.
+    assert r.served == 1 and r.paper_mm == 1000 and r.no_paper == 3
+    assert r.repeat_blocked == 0 and r.false_admits == 0
+    assert r.roll_empty_at_s == 50.0 + 3.0 + 4.0
+    assert r.peak_occupancy == 2  # 1's reservation, until it was rolled back
+
+
+def test_the_no_scan_button_is_rate_limited_globally() -> None:
+    visits = [(0.0, 0), (5.0, 1), (60.0, 2)]
+    r = run_crowd(_crowd(visits, button={0, 1, 2}), _SCENARIO, Settings(),
+                  RunSettings(0.93, 540.0))
+    assert (r.button_served, r.button_refused) == (2, 1)
+    assert r.paper_mm == 2 * Settings().dispense.button_ribbon_mm
+    assert r.face_visits == 0 and r.peak_occupancy == 0
+
+
+def test_generated_crowd_has_every_kind_of_visit(short_scenario: Scenario) -> None:
+    model = IdentityModel.fit(_CRISP)
+    crowd = generate_crowd(short_scenario, model, seed=3)
+    kinds = set(crowd.kind.tolist())
+    assert kinds == {Kind.VISITOR, Kind.REPEAT, Kind.STAFF}
+    assert crowd.button.any() and not crowd.button[crowd.kind == Kind.STAFF].any()
+    assert np.all(np.diff(crowd.arrival_s) >= 0)
+    assert crowd.arrival_s[-1] < short_scenario.duration_min * 60
+
+
+def test_same_seed_gives_byte_identical_json_and_another_seed_does_not(
+        short_scenario: Scenario, short_study: CrowdReport) -> None:
+    again = study(short_scenario, Settings(), short_study.stats, seed=3)
+    assert to_json(again) == to_json(short_study)
+    other = study(short_scenario, Settings(), short_study.stats, seed=4)
+    assert to_json(other) != to_json(short_study)
+
+
+def test_study_runs_the_configured_settings_and_every_sweep_point(
+        short_study: CrowdReport) -> None:
+    points = {(r.threshold, r.deny_window_s) for r in short_study.runs}
+    assert points == {(0.88, 300.0), (0.93, 300.0), (0.88, 540.0), (0.93, 540.0)}
+    configured = short_study.configured
+    assert (configured.threshold, configured.deny_window_s) == (0.93, 540.0)
+    assert configured.served > 0 and configured.repeat_blocked > 0
+    assert configured.paper_mm < configured.free_paper_mm
