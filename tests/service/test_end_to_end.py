@@ -11,7 +11,6 @@ from service_doubles import Person, Rig
 from dispenser.motor import MotorLink
 from dispenser.service import Message, State
 
-
 # The simulated motor moves on the virtual clock, which steps 0.1 s per frame: it stops up to
 # one step's worth of paper (15 mm at 150 mm/s) past the ribbon, as a coarse-timed real
 # motor would overshoot; the controller reports what its encoder counted.

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from dispenser.clock import Clock
-from dispenser.config import CameraSettings
 from dispenser.errors import EXIT_FAILURE, DispenserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -73,7 +72,7 @@ class CaptureSource:
         self._spec = spec
         self._clock = clock
         self._size = (width, height)
-        self._is_file = not (spec.isdigit() or spec.startswith("/dev/"))
+        self._is_file = not is_camera(spec)
         self._cap: Any = None
         self._finished = False
         self._t0 = 0.0
@@ -275,10 +274,16 @@ class ScriptedSource:
         self._pending.clear()
 
 
-def open_source(camera: CameraSettings, clock: Clock) -> FrameSource:
-    """The source `camera.source` names (not yet opened): a digit is a camera index, a
-    /dev path a V4L2 device, a directory a set of still images, anything else a video file."""
-    spec = camera.source
-    if not spec.isdigit() and not spec.startswith("/dev/") and Path(spec).is_dir():
+def is_camera(spec: str) -> bool:
+    """A camera index ("0") or a device path ("/dev/video0"): may be missing now and appear
+    later, unlike a file."""
+    return spec.isdigit() or spec.startswith("/dev/")
+
+
+def open_source(spec: str, clock: Clock, *, width: int = 640, height: int = 480
+                ) -> FrameSource:
+    """The source `spec` names (not yet opened): a digit is a camera index, a /dev path a
+    V4L2 device, a directory a set of still images, anything else a video file."""
+    if not is_camera(spec) and Path(spec).is_dir():
         return ImageDirSource(spec, clock)
-    return CaptureSource(spec, clock, width=camera.width, height=camera.height)
+    return CaptureSource(spec, clock, width=width, height=height)

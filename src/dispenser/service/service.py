@@ -168,10 +168,13 @@ class DispenserService:
                              self._clock.now() - self._started_at, self._store.counters())
 
     def close(self) -> None:
-        """Stop the dispense thread and overwrite every template buffer with zeros."""
+        """Stop the dispense thread, overwrite every template buffer with zeros, and leave
+        the final counters in the status file."""
         self._worker.close()
         self.hold.clear()
         self._frames.close()
+        self._next_status_file = self._clock.now()
+        self._report(self._clock.now())
 
     # ------------------------------------------------------------------ state changes
 

@@ -1,0 +1,174 @@
+"""`dispenser run`: the service on the board (camera, controller, display).
+
+    dispenser run [--config FILE] [--source SPEC]     run until SIGTERM / Ctrl-C
+    dispenser run --status                             print the running service's counters
+
+Start-up refuses, with one line, what cannot work: an invalid configuration (the CLI names
+the key), a model file that is missing or does not match its sha256 (the pipeline names
+the file and the expected hash), a video file or image directory that does not exist, a
+controller that does not answer. A camera that is missing or unplugged is not a start-up
+error: the service shows "Temporarily unavailable" and re-opens it with back-off.
+
+A video file or image directory is played at its own pace on the device clock and the
+service exits 0 when it ends (how to try the machine on a laptop with a recording).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from dispenser.clock import BootClock, Clock
+from dispenser.config import Settings
+from dispenser.errors import EXIT_FAILURE, EXIT_OK
+from dispenser.logsafe import event
+from dispenser.service.frames import FrameSource, is_camera, open_source
+from dispenser.service.messages import TerminalDisplay
+from dispenser.service.service import DispenserService
+from dispenser.service.status import format_status, read_status, runtime_dir
+
+_log = logging.getLogger("dispenser.run")
+
+# The run loop's watchdog ends the process (systemd restarts it) when one step has not
+# returned for this many times vision.watchdog_s: a hung driver or model call.
+STUCK_FACTOR = 3.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", action="store_true",
+                        help="print the counters of the running service (no personal data) "
+                             "and exit")
+    parser.add_argument("--source", metavar="SPEC", default=None,
+                        help="override camera.source: a camera index, a /dev/video* device, "
+                             "a video file or an image directory")
+    parser.add_argument("--status-dir", metavar="DIR", type=Path, default=None,
+                        help="where the status file is written and read (default: "
+                             "/run/dispenser, else $XDG_RUNTIME_DIR/dispenser)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    status_dir = args.status_dir or runtime_dir()
+    if args.status:
+        print(format_status(read_status(status_dir)))
+        return EXIT_OK
+    from dispenser.privacy.memory import disable_core_dumps
+
+    disable_core_dumps()
+    clock = BootClock()
+    spec = args.source if args.source is not None else settings.camera.source
+    frames = _frames(spec, settings, clock)
+    with _Machine(settings, clock, frames, status_dir) as machine:
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        _StuckStepWatchdog(machine.service, clock,
+                           STUCK_FACTOR * settings.vision.watchdog_s,
+                           machine.emergency_stop).start()
+        event(_log, "started", source=repr(frames.name), port=repr(settings.serial.port),
+              state_dir=repr(str(status_dir)))
+        machine.service.run(stop)
+        _log.info("stopped %s", format_status(machine.service.status()))
+    return EXIT_OK
+
+
+def _frames(spec: str, settings: Settings, clock: Clock) -> FrameSource:
+    """The frame source; a file or directory must be there now (a camera may come later)."""
+    frames = open_source(spec, clock, width=settings.camera.width,
+                         height=settings.camera.height)
+    if not is_camera(spec):
+        frames.open()          # FrameSourceError: one line naming the file
+    return frames
+
+
+class _Machine:
+    """Everything `run` builds, closed in reverse order (templates zeroised on the way)."""
+
+    def __init__(self, settings: Settings, clock: Clock, frames: FrameSource,
+                 status_dir: Path) -> None:
+        from dispenser.motor import MotorLink
+        from dispenser.store import TemplateStore
+        from dispenser.vision import FacePipeline
+
+        self._closers: list[Callable[[], None]] = [frames.close]
+        try:
+            pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
+            self._closers.append(pipeline.close)
+            link = MotorLink(settings.serial, clock)
+            link.open()
+            self._closers.append(link.close)
+            store = TemplateStore(settings.store, threshold=settings.match.threshold,
+                                  clock=clock)
+            self._closers.append(store.close)
+            self._store = store
+            self._install_guard(status_dir)
+            self.service = DispenserService(
+                settings, clock=clock, frames=frames, store=store, pipeline=pipeline,
+                motor=link, display=TerminalDisplay(settings.display.language),
+                status_dir=status_dir)
+            self._closers.append(self.service.close)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _install_guard(status_dir: Path) -> None:
+        """From here on no socket and no file write outside the status directory."""
+        from dispenser.privacy import guard
+
+        guard.install([status_dir])
+
+    def emergency_stop(self) -> None:
+        self._store.emergency_zeroise()
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # keep closing the rest (the store zeroises last)
+                event(_log, "close_failed", logging.WARNING, kind=type(exc).__name__)
+
+    def __enter__(self) -> _Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        event(_log, "signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class _StuckStepWatchdog(threading.Thread):
+    """Ends the process when one service step has not returned for `limit_s`: a hung
+    camera driver or model call cannot be interrupted from Python, and systemd's
+    Restart=on-failure brings the machine back. The store is zeroised first."""
+
+    def __init__(self, service: DispenserService, clock: Clock, limit_s: float,
+                 before_exit: Callable[[], Any]) -> None:
+        super().__init__(name="step-watchdog", daemon=True)
+        self._service = service
+        self._clock = clock
+        self._limit = limit_s
+        self._before_exit = before_exit
+
+    def run(self) -> None:
+        never = threading.Event()
+        while True:
+            self._clock.sleep_until(self._clock.now() + 1.0, never)
+            stuck_for = self._clock.now() - self._service.last_step_at
+            if stuck_for > self._limit:
+                event(_log, "pipeline_stuck", logging.CRITICAL, seconds=round(stuck_for))
+                self._before_exit()
+                os._exit(EXIT_FAILURE)

@@ -1,0 +1,99 @@
+"""`dispenser run` as a process: real vision models, the real store, firmware_sim on a
+pty, a video file as the camera. Plus its one-line start-up errors and `--status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _dispenser(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dispenser", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def _video(path: Path, face: np.ndarray, *, empty_s: float, face_s: float,
+           fps: int = 10) -> Path:
+    h, w = face.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    empty = np.full_like(face, 90)
+    for _ in range(round(empty_s * fps)):
+        writer.write(empty)
+    for _ in range(round(face_s * fps)):
+        writer.write(face)
+    writer.release()
+    return path
+
+
+def _config(tmp_path: Path, source: Path) -> Path:
+    cfg = tmp_path / "dispenser.toml"
+    cfg.write_text(f"""
+[vision]
+hold_still_s = 1.0
+threads = 1
+[camera]
+source = "{source}"
+[serial]
+port = "sim"
+[display]
+message_s = 0.5
+[log]
+status_every_s = 1.0
+""", encoding="utf-8")
+    return cfg
+
+
+def test_run_serves_a_face_from_a_video_file_through_firmware_sim(
+        tmp_path: Path, data_dir: Path) -> None:
+    face = cv2.imread(str(data_dir / "astronaut.png"))
+    video = _video(tmp_path / "visit.avi", face, empty_s=1.0, face_s=3.0)
+    status_dir = tmp_path / "run"
+    done = _dispenser("run", "--config", str(_config(tmp_path, video)),
+                      "--status-dir", str(status_dir))
+    assert done.returncode == 0, done.stderr
+    log = done.stderr
+    assert "dispense seq=" in log and "dispensed_mm=600" in log
+    assert "message=here_you_go" in log
+    status = json.loads((status_dir / "status.json").read_text(encoding="utf-8"))
+    assert status["served"] == 1 and status["decisions"] == 1
+    assert all(isinstance(v, int) for k, v in status.items() if k != "state")
+    shown = _dispenser("run", "--status", "--status-dir", str(status_dir))
+    assert shown.returncode == 0
+    assert "served=1" in shown.stdout
+
+
+def test_run_refuses_a_missing_video_file_in_one_line(tmp_path: Path) -> None:
+    done = _dispenser("run", "--source", str(tmp_path / "nope.mp4"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"dispenser: error: camera: video file not found: {tmp_path / 'nope.mp4'}"]
+
+
+def test_run_refuses_an_invalid_config_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[vision]\nhold_still_s = 0.1\n", encoding="utf-8")
+    done = _dispenser("run", "--config", str(cfg))
+    assert done.returncode == 2
+    assert "vision.hold_still_s" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_status_without_a_running_service_is_one_line(tmp_path: Path) -> None:
+    done = _dispenser("run", "--status", "--status-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.startswith("dispenser: error: status: no status file at")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all" * 100])
+def test_run_refuses_an_unreadable_video_file(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(content)
+    done = _dispenser("run", "--source", str(bad))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"dispenser: error: camera: cannot decode video file {bad}"
