@@ -224,24 +224,33 @@ class MtcnnDetector:
         height, width = rgb.shape[:2]
         input_name, (reg_name, prob_name) = self._names[0]
         found_boxes, found_scores = [], []
-        for scale in pyramid_scales(height, width, min_face):
-            level_w, level_h = math.ceil(width * scale), math.ceil(height * scale)
-            level = _resize(rgb, level_w, level_h)
-            reg_t, prob_t = self._pnet.run([reg_name, prob_name],
-                                           {input_name: _network_input(level)})
-            level.fill(0)
-            prob = prob_t[0, :, :, 1].T  # (rows, cols) of windows
-            reg = reg_t[0].transpose(1, 0, 2)
-            rows, cols = np.nonzero(prob >= self._pnet_t.score)
-            if rows.size == 0:
-                continue
-            windows = np.stack([cols * PNET_STRIDE, rows * PNET_STRIDE,
-                                cols * PNET_STRIDE + PNET_WINDOW,
-                                rows * PNET_STRIDE + PNET_WINDOW], axis=1) / scale
-            scores = prob[rows, cols]
-            keep = nms(windows, scores, self._pnet_level_nms)
-            found_boxes.append(apply_regression(windows[keep], reg[rows[keep], cols[keep]]))
-            found_scores.append(scores[keep])
+        # Each level is resampled from the previous one: area interpolation by a non-integer
+        # factor from the full frame costs ~1 ms per level at 640x480, chained it is ~4x less.
+        level = rgb
+        try:
+            for scale in pyramid_scales(height, width, min_face):
+                previous = level
+                level = _resize(previous, math.ceil(width * scale), math.ceil(height * scale))
+                if previous is not rgb:
+                    previous.fill(0)
+                reg_t, prob_t = self._pnet.run([reg_name, prob_name],
+                                               {input_name: _network_input(level)})
+                prob = prob_t[0, :, :, 1].T  # (rows, cols) of windows
+                reg = reg_t[0].transpose(1, 0, 2)
+                rows, cols = np.nonzero(prob >= self._pnet_t.score)
+                if rows.size == 0:
+                    continue
+                windows = np.stack([cols * PNET_STRIDE, rows * PNET_STRIDE,
+                                    cols * PNET_STRIDE + PNET_WINDOW,
+                                    rows * PNET_STRIDE + PNET_WINDOW], axis=1) / scale
+                scores = prob[rows, cols]
+                keep = nms(windows, scores, self._pnet_level_nms)
+                found_boxes.append(apply_regression(windows[keep],
+                                                    reg[rows[keep], cols[keep]]))
+                found_scores.append(scores[keep])
+        finally:
+            if level is not rgb:
+                level.fill(0)
         if not found_boxes:
             return np.zeros((0, 4))
         boxes, scores = np.vstack(found_boxes), np.concatenate(found_scores)
