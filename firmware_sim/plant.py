@@ -22,7 +22,9 @@ SLIP_FACTOR = 0.05
 
 
 class SimulatedPlant:
-    """A motor with an encoder on the feed roller, a finite roll and the operator inputs."""
+    """A feed motor, a measuring wheel with an encoder riding on the paper (so it counts
+    paper that moved, not roller turns: a slipping roller or a stalled sheet shows as slow
+    or no progress), a finite roll with a paper-out sensor, the door and the button."""
 
     features = (P.CAP_ENCODER | P.CAP_PAPER_SENSOR | P.CAP_DOOR_SWITCH | P.CAP_BUTTON
                 | P.CAP_CURRENT_SENSE | P.CAP_RETAINED_RECORD)
@@ -61,10 +63,10 @@ class SimulatedPlant:
         if self._jam_after is not None:
             step = max(0.0, min(step, self._jam_after - self._run_fed))
         self._run_fed += step
-        self._encoder += step
         fed = min(step, self._roll)
         self._roll -= fed
         self._out += fed
+        self._encoder += fed  # the measuring wheel rides on the paper: it counts paper
 
     # --- Hal ---------------------------------------------------------------------------
 

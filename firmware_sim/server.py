@@ -292,11 +292,6 @@ class SimulatedController:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                command = self._commands.popleft() if self._commands else None
-            if command is not None:
-                self._run_command(*command)
-                continue
             try:
                 ready, _, _ = select.select([self._master], [], [], TICK_S)
             except (OSError, ValueError):
@@ -318,3 +313,9 @@ class SimulatedController:
                 self._delayed = [(t, f) for t, f in self._delayed if t > now]
                 for frame in due:
                     self._write(frame)
+            # Commands run right after a tick, so a reset lands where a real one would:
+            # between two passes of the firmware loop.
+            with self._lock:
+                command = self._commands.popleft() if self._commands else None
+            if command is not None:
+                self._run_command(*command)
