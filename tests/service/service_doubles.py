@@ -234,7 +234,7 @@ class Rig:
         self.source.push(draw(self.scene))
         self.svc.step()
         if self.motor_on_clock:
-            time.sleep(0.002)
+            time.sleep(0.005 if self.svc.motor_busy else 0.001)
         elif self.svc.motor_busy:
             assert self.svc.wait_motor(5.0)
         self.clock.advance(self.frame_dt)

@@ -11,10 +11,11 @@ from service_doubles import Person, Rig
 from dispenser.motor import MotorLink
 from dispenser.service import Message, State
 
-# The simulated motor moves on the virtual clock, which steps 0.1 s per frame: it stops up to
-# one step's worth of paper (15 mm at 150 mm/s) past the ribbon, as a coarse-timed real
-# motor would overshoot; the controller reports what its encoder counted.
-OVERSHOOT_MM = 16
+# The simulated motor moves on the virtual clock, which steps 0.1 s per frame, and the
+# firmware thread checks the encoder in real time: the motor stops one to a few clock steps
+# (15 mm each at 150 mm/s) past the ribbon, as a coarse-timed real motor would overshoot.
+# The controller reports what its encoder counted (the service's paper_mm).
+OVERSHOOT_MM = 45
 
 
 def _visit(rig: Rig, pid: int, stay_s: float = 10.0) -> None:
