@@ -73,6 +73,7 @@ class SimulatedController:
         self.pty_path: str | None = None
         self.controller: Controller | None = None
         self.resets = 0
+        self.frozen = False  # inside an injected hang
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -272,8 +273,9 @@ class SimulatedController:
         elif name == "reset":
             self._reboot(power_loss=False)
         elif name == "hang":
-            frozen = min(ms, WATCHDOG_MS)
-            self._stop.wait(frozen / 1000.0)
+            self.frozen = True
+            self._stop.wait(min(ms, WATCHDOG_MS) / 1000.0)
+            self.frozen = False
             if ms >= WATCHDOG_MS:  # the watchdog bites: input queued meanwhile is lost
                 self._drain_input()
                 self._reboot(power_loss=False)

@@ -1,0 +1,190 @@
+"""Fault injection over the pty: for every fault the simulator can inject, the host
+never feeds twice for one dispense call, never waits past its bound, reports the right
+state, and works again once the fault has cleared."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import LINK_SETTINGS, TEST_LIMITS, request_budget, wait_for
+
+from dispenser.clock import BootClock
+from dispenser.config import SerialSettings
+from dispenser.motor import ControllerState, DispenseResult, MotorError, MotorLink
+from firmware_sim import SimulatedController
+
+# The longest a dispense may block: the controller's run-time limit, one request budget
+# for the first answer, one for the closing ABORT/STATUS, and scheduling slack.
+RUN_LIMIT_S = TEST_LIMITS["max_run_ms"] / 1000.0
+SLACK_S = 1.0
+
+
+def _bound(settings: SerialSettings) -> float:
+    return RUN_LIMIT_S + 3 * request_budget(settings) + SLACK_S
+
+
+class Probe:
+    """Runs one dispense and checks the invariants every fault test shares."""
+
+    def __init__(self, link: MotorLink, sim: SimulatedController,
+                 settings: SerialSettings) -> None:
+        self.link, self.sim, self.settings = link, sim, settings
+
+    def dispense(self, mm: int = 600, during: str | None = None, **kw: int
+                 ) -> tuple[DispenseResult, float]:
+        """Dispense; `during` is a fault injected once the motor is running."""
+        starts, out = self.sim.motor_starts, self.sim.paper_out_mm
+        box: list[DispenseResult] = []
+        t0 = time.monotonic()
+        worker = threading.Thread(target=lambda: box.append(self.link.dispense(mm)))
+        worker.start()
+        if during is not None:
+            assert wait_for(lambda: self.sim.motor_on, 2.0)
+            self.sim.inject(during, **kw)
+        worker.join(timeout=_bound(self.settings) + 5)
+        elapsed = time.monotonic() - t0
+        assert not worker.is_alive(), "dispense hung"
+        assert elapsed <= _bound(self.settings), f"dispense took {elapsed:.2f} s"
+        fed = self.sim.paper_out_mm - out
+        assert self.sim.motor_starts - starts <= 1, "motor started twice for one dispense"
+        r = box[0]
+        if r.ok:
+            assert self.sim.motor_starts - starts == 1
+            assert abs(r.dispensed_mm - fed) <= 1, (r, fed)
+        return r, fed
+
+    def recovers(self) -> None:
+        assert wait_for(lambda: self.link.state() is ControllerState.READY, 5.0)
+        r, _ = self.dispense(200)
+        assert r.ok, r
+
+
+@pytest.fixture
+def probe(link: MotorLink, sim: SimulatedController, serial_settings: SerialSettings) -> Probe:
+    return Probe(link, sim, serial_settings)
+
+
+@pytest.mark.parametrize("fault", ["drop", "drop_request", "corrupt", "corrupt_request",
+                                   "duplicate", "delay"])
+def test_frame_fault_on_the_first_exchange(probe: Probe, fault: str) -> None:
+    probe.sim.inject(fault, count=2)
+    r, _ = probe.dispense()
+    assert r.ok, r
+    assert probe.link.counters.resends >= (0 if fault == "duplicate" else 1)
+    probe.recovers()
+
+
+@pytest.mark.parametrize("fault", ["drop", "corrupt", "duplicate", "delay"])
+def test_frame_fault_while_the_motor_runs(probe: Probe, fault: str) -> None:
+    # Several replies in a row (polls' ACKs, the EVENT, the DONE) are hit.
+    r, _ = probe.dispense(1200, during=fault, count=4)
+    assert r.ok, r
+    probe.recovers()
+
+
+def test_corrupt_request_is_nakked_and_resent_at_once(probe: Probe) -> None:
+    probe.sim.inject("corrupt_request")
+    r, _ = probe.dispense()
+    assert r.ok and probe.link.counters.naks >= 1
+
+
+def test_garbage_before_and_during(probe: Probe) -> None:
+    probe.sim.inject("garbage", nbytes=500)
+    r, _ = probe.dispense(900, during="garbage", nbytes=500)
+    assert r.ok, r
+    probe.recovers()
+
+
+def test_short_hang_is_ridden_out(probe: Probe) -> None:
+    probe.sim.inject("hang", ms=300)
+    assert wait_for(lambda: probe.sim.frozen)
+    r, _ = probe.dispense()
+    assert r.ok, r
+    assert probe.sim.resets == 0
+
+
+def test_hang_past_the_watchdog_resets_and_nothing_runs_twice(probe: Probe) -> None:
+    probe.sim.inject("hang", ms=5000)  # the watchdog bites after 1000 ms
+    assert wait_for(lambda: probe.sim.frozen)
+    r, _ = probe.dispense()
+    # Either the request was lost with the watchdog reset ("offline"), or it was answered
+    # after the reset ("reset": it was meant for the earlier boot). Never a double run.
+    assert not r.ok and r.error in ("offline", "reset"), r
+    assert probe.sim.motor_starts == 0
+    probe.recovers()
+
+
+def test_hang_while_running_ends_with_the_watchdog(probe: Probe) -> None:
+    r, fed = probe.dispense(1500, during="hang", ms=5000)
+    assert not r.ok and r.error in ("reset", "timeout", "offline"), r
+    assert not probe.sim.motor_on
+    if r.dispensed_known:
+        assert r.dispensed_mm <= fed + 1  # the record can lag a frozen loop, never lead
+    probe.recovers()
+
+
+def test_reset_mid_dispense_reports_what_went_out(probe: Probe) -> None:
+    r, fed = probe.dispense(1500, during="reset")
+    assert (r.ok, r.error, r.dispensed_known) == (False, "reset", True), r
+    assert 0 < fed < 1500 and abs(r.dispensed_mm - fed) <= 1, (r, fed)
+    assert probe.link.counters.controller_resets == 1
+    probe.recovers()
+
+
+def test_power_cycle_mid_dispense_reports_an_unknown_length(probe: Probe) -> None:
+    r, fed = probe.dispense(1500, during="power_cycle", ms=200)
+    assert (r.ok, r.error, r.dispensed_known) == (False, "reset", False), r
+    assert fed > 0 and not probe.sim.motor_on
+    probe.recovers()
+
+
+def test_unplug_while_idle_goes_offline_and_comes_back(probe: Probe) -> None:
+    probe.sim.inject("unplug", ms=800)
+    assert wait_for(lambda: probe.link.state() is ControllerState.OFFLINE, 3.0)
+    assert wait_for(lambda: probe.sim.pty_path is not None, 3.0)
+    t0 = time.monotonic()
+    assert probe.link.status()["state"] == "ready"  # reopens the same path, greets again
+    assert time.monotonic() - t0 <= request_budget(probe.settings) + SLACK_S
+    probe.recovers()
+    assert probe.link.counters.reconnects >= 2
+
+
+def test_status_while_unplugged_fails_within_its_budget(probe: Probe) -> None:
+    probe.sim.inject("unplug", ms=3000)
+    assert wait_for(lambda: probe.sim.pty_path is None, 2.0)
+    t0 = time.monotonic()
+    with pytest.raises(MotorError) as err:
+        probe.link.status()
+    assert err.value.code == "offline"
+    assert time.monotonic() - t0 <= request_budget(probe.settings) + SLACK_S
+    assert probe.link.state() is ControllerState.OFFLINE
+    probe.recovers()
+
+
+def test_short_unplug_mid_dispense_still_completes_once(probe: Probe) -> None:
+    # Back within the heartbeat timeout: the ribbon finishes; its DONE went nowhere, and
+    # the resend after reconnecting fetches the stored DONE.
+    r, _ = probe.dispense(1200, during="unplug", ms=150)
+    assert r.ok, r
+    probe.recovers()
+
+
+def test_long_unplug_mid_dispense_stops_on_heartbeat_loss(sim: SimulatedController) -> None:
+    # Heartbeat timeout 300 ms (3 x 0.1 s), shorter than the 0.5 s ribbon.
+    settings = SerialSettings(port=sim.device_path, **{**LINK_SETTINGS, "heartbeat_s": 0.1})
+    with MotorLink(settings, BootClock()) as link:
+        probe = Probe(link, sim, settings)
+        r, fed = probe.dispense(1500, during="unplug", ms=1000)
+        assert (r.ok, r.error) == (False, "heartbeat_lost"), r
+        assert abs(r.dispensed_mm - fed) <= 1 and fed < 1500 and not sim.motor_on
+        probe.recovers()
+
+
+def test_open_fails_fast_and_clearly_when_the_device_is_absent() -> None:
+    settings = SerialSettings(port="/nonexistent/ttyACM9", **LINK_SETTINGS)
+    t0 = time.monotonic()
+    with pytest.raises(MotorError, match="no serial device"):
+        MotorLink(settings, BootClock()).open()
+    assert time.monotonic() - t0 <= request_budget(settings) + SLACK_S
