@@ -290,6 +290,17 @@ class Population:
         row: np.ndarray = self.templates(np.array([person]), rng)[0]
         return row
 
+    def typical_template(self, person: int, rng: np.random.Generator) -> np.ndarray:
+        """A scan of `person` as a *typical* face and visit would give it: the median noise
+        scale (sigma), in a random direction. Two such scans of one person have the median
+        genuine similarity; the scripted demo uses them so its story does not hinge on a
+        lucky draw (crowd runs use `templates`, the full distribution)."""
+        self._grow(person + 1)
+        g = rng.standard_normal(self.model.dim)
+        t = self._identities[person] + self.model.sigma * g / np.linalg.norm(g)
+        typical: np.ndarray = (t / np.linalg.norm(t)).astype(np.float32)
+        return typical
+
     def templates(self, people: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Templates for many visits at once: row i belongs to `people[i]`."""
         if len(people) == 0:

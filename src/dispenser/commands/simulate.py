@@ -1,0 +1,268 @@
+"""`dispenser simulate`: the whole machine on this computer, or a crowd study.
+
+    dispenser simulate                      the built-in story (no camera, no hardware)
+    dispenser simulate --video FILE         real frames through the real vision pipeline
+    dispenser simulate --images DIR         ... from a directory of still images
+    dispenser simulate --camera 0           ... from a webcam, with a preview window
+    dispenser simulate --scenario station-peak [--report DIR]
+                                            a crowd study: settings sweep, plots, HTML
+
+docs/simulator.md explains each mode and which stages are real or simulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from dispenser.config import Settings
+from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
+from dispenser.sim.live import MAX_SPEED
+
+DEFAULT_SPEED = 100.0
+DEFAULT_SEED = 1
+LIVE_FORMAT = "dispenser-live-run/1"
+
+
+def _speed(text: str) -> float:
+    if text.lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number or 'max', not {text!r}"
+                                         ) from None
+    if not (math.isfinite(value) and 0.1 <= value <= 100_000):
+        raise argparse.ArgumentTypeError(f"speed {text} is out of range (0.1 to 100000, "
+                                         "or 'max')")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--scenario", metavar="NAME|FILE",
+                        help="crowd study: a preset (station-peak, station-offpeak, mall, "
+                             "scenic-spot) or a scenario TOML file (docs/simulator.md)")
+    source.add_argument("--camera", metavar="N", help="a webcam index or /dev/video* device")
+    source.add_argument("--video", metavar="FILE", type=Path, help="a video file")
+    source.add_argument("--images", metavar="DIR", type=Path,
+                        help="a directory of still images, each shown for 5 s")
+    parser.add_argument("--speed", type=_speed, default=DEFAULT_SPEED, metavar="X",
+                        help=f"simulated seconds per real second (default {DEFAULT_SPEED:g}; "
+                             "'max' = 1000, as fast as the simulated controller can follow; "
+                             "a camera always runs in real time)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed of the synthetic people (default {DEFAULT_SEED}); "
+                             "the same seed gives the same crowd report byte for byte")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of the timeline / summary")
+    parser.add_argument("--report", metavar="DIR", type=Path, default=None,
+                        help="crowd study: where report.json, report.html and the PNG plots "
+                             "go (default: ./sim-report-<scenario>)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="crowd study: print the summary only, write no files")
+    parser.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the camera frame with face box, hold-still progress and "
+                             "message (default: on with --camera; off-screen without a display)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="stop a --camera run after S seconds (default: until Ctrl-C)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.log_level is None:
+        # The timeline replaces the service's log lines; --log-level INFO shows both.
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.scenario is not None:
+        return _crowd(args, settings)
+    return _live(args, settings)
+
+
+# ------------------------------------------------------------------------------- crowd
+
+def _crowd(args: argparse.Namespace, settings: Settings) -> int:
+    from dispenser.sim import report
+    from dispenser.sim.crowd import study
+    from dispenser.sim.identities import embedder_stats
+    from dispenser.sim.scenario import load_scenario
+    from dispenser.sim.timeline import ProgressBar
+
+    scenario = load_scenario(args.scenario)
+    bar = ProgressBar(1.0, label=f"{scenario.name} ")
+    result = study(scenario, settings, embedder_stats(), args.seed,
+                   progress=lambda done, total: bar.update(done / total,
+                                                           f"run {done}/{total}"))
+    bar.clear()
+    written: list[Path] = []
+    note = None
+    if not args.no_report:
+        directory = args.report or Path(f"sim-report-{scenario.name}")
+        written, note = report.write_report(result, directory)
+    if args.json:
+        sys.stdout.write(report.to_json(result))
+        return EXIT_OK
+    print("\n".join(report.summary_lines(result)))
+    if note:
+        print(f"\n{note}")
+    if written:
+        print(f"\nreport: {written[1]} (plots and report.json beside it)")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------- live
+
+_STAGES_SCRIPTED = {
+    "real": ["service state machine, hold-still and decision (dispenser.service)",
+             "face tracker (dispenser.vision.FaceTracker)",
+             "template store in RAM: deny window, retention deletion, key shredding",
+             "MotorLink over a pseudo-terminal to firmware_sim (the controller firmware)"],
+    "simulated": ["camera and vision pipeline: scripted visitors with synthetic identity "
+                  "templates (no face images ship with the project)",
+                  "the paper motor and roll (firmware_sim's plant)",
+                  "time: a virtual clock, faster than real time"],
+}
+_STAGES_FRAMES = {
+    "real": ["vision pipeline: detection, quality gate, alignment, embedding (ONNX)",
+             *_STAGES_SCRIPTED["real"]],
+    "simulated": ["the paper motor and roll (firmware_sim's plant)"],
+}
+
+
+def _sim_settings(settings: Settings) -> Settings:
+    """The configuration with the controller always simulated (no hardware here)."""
+    return dataclasses.replace(settings,
+                               serial=dataclasses.replace(settings.serial, port="sim"))
+
+
+def _live(args: argparse.Namespace, settings: Settings) -> int:
+    from dispenser.sim.timeline import HEADER, ProgressBar, Row, format_row
+
+    settings = _sim_settings(settings)
+    show_rows = not args.json
+    bar = ProgressBar(1.0, label="simulating ")
+
+    def emit(row: Row) -> None:
+        if show_rows:
+            bar.clear()
+            print(format_row(row), flush=True)
+
+    def progress(done: float, total: float) -> None:
+        from dispenser.sim.timeline import clock_text
+
+        bar.update(done / total if total else 0.0, f"{clock_text(done)}/{clock_text(total)}")
+
+    scripted = args.camera is None and args.video is None and args.images is None
+    stages = _STAGES_SCRIPTED if scripted else _STAGES_FRAMES
+    preview, preview_note = _preview(args, scripted)
+    if show_rows:
+        _print_intro(args, settings, stages, preview_note)
+        print(HEADER)
+    if scripted:
+        result, mode = _run_story(args, settings, emit, progress, preview), "scripted"
+    else:
+        result, mode = _run_frames(args, settings, emit, progress, preview)
+    bar.clear()
+    ok = all(o["expected"] == o["observed"] for o in result.outcomes)
+    if args.json:
+        doc: dict[str, Any] = {
+            "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
+            "stages": stages,
+            "settings": {"threshold": settings.match.threshold,
+                         "deny_window_s": settings.store.deny_window_s,
+                         "retention_s": settings.store.retention_s},
+            "timeline": [r.as_dict() for r in result.rows],
+            "outcomes": result.outcomes, "counters": result.counters,
+            "simulated_s": round(result.duration_s, 1),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print_summary(result, settings)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _preview(args: argparse.Namespace, scripted: bool) -> tuple[Any, str | None]:
+    wanted = args.preview if args.preview is not None else args.camera is not None
+    if not wanted:
+        return None, None
+    from dispenser.sim.preview import open_preview
+
+    return open_preview()
+
+
+def _print_intro(args: argparse.Namespace, settings: Settings, stages: dict[str, list[str]],
+                 preview_note: str | None) -> None:
+    speed = ("real time" if args.camera is not None else
+             f"{min(args.speed, MAX_SPEED):g}x real time")
+    print("dispenser simulate: the whole machine on this computer "
+          f"(deny window {settings.store.deny_window_s:g} s, retention "
+          f"{settings.store.retention_s:g} s, threshold {settings.match.threshold:g}, "
+          f"{speed})")
+    print("  real:      " + "\n             ".join(stages["real"]))
+    print("  simulated: " + "\n             ".join(stages["simulated"]))
+    if preview_note:
+        print(f"  preview:   {preview_note}")
+    print()
+
+
+def _print_summary(result: Any, settings: Settings) -> None:
+    c = result.counters
+    print()
+    print(f"after {result.duration_s / 60:.1f} simulated minutes: served {c['served']}, "
+          f"denied {c['denied']}, no-scan button {c['button_served']}, paper "
+          f"{c['paper_mm'] / 1000:.2f} m; templates deleted at retention "
+          f"{c['store_deletions']}, still in RAM {c['store_occupancy']}")
+    if result.outcomes:
+        good = sum(o["expected"] == o["observed"] for o in result.outcomes)
+        print(f"scripted visits behaving as expected: {good}/{len(result.outcomes)}")
+        for o in result.outcomes:
+            if o["expected"] != o["observed"]:
+                print(f"  {o['who']} at {o['at']} s: expected {o['expected']}, "
+                      f"got {o['observed']}")
+    if result.stopped_early:
+        print("stopped early (preview closed)")
+
+
+def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
+               preview: Any) -> Any:
+    from dispenser.sim.identities import IdentityModel, embedder_stats
+    from dispenser.sim.live import run_scripted
+    from dispenser.sim.scripted import SyntheticVision, default_script, script_end
+
+    script = default_script(settings)
+    vision = SyntheticVision(script, IdentityModel.fit(embedder_stats()), args.seed)
+    return run_scripted(settings, script, vision, script_end(script, settings),
+                        speed=args.speed, emit=emit, progress=progress, preview=preview)
+
+
+def _run_frames(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
+                preview: Any) -> tuple[Any, str]:
+    from dispenser.clock import BootClock, Clock, VirtualClock
+    from dispenser.service.frames import FrameSourceError, open_source
+    from dispenser.sim.live import START_S, run_frames
+    from dispenser.vision import FacePipeline
+
+    clock: Clock
+    if args.camera is not None:
+        spec, mode, clock = str(args.camera), "camera", BootClock()
+    else:
+        path = args.video if args.video is not None else args.images
+        if not path.exists():
+            raise DispenserError(f"simulate: {path} does not exist")
+        spec, mode = str(path), "video" if args.video is not None else "images"
+        clock = VirtualClock(start=START_S)
+    frames = open_source(spec, clock, width=settings.camera.width,
+                         height=settings.camera.height)
+    if mode != "camera":
+        try:
+            frames.open()
+        except FrameSourceError as exc:
+            raise DispenserError(str(exc)) from None
+    pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
+    result = run_frames(settings, frames, pipeline, clock, speed=args.speed, emit=emit,
+                        progress=progress, preview=preview, max_s=args.duration)
+    return result, mode

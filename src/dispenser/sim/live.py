@@ -1,0 +1,412 @@
+"""Live mode: the real service, store and motor driver, frame by frame, on a simulated clock.
+
+`dispenser simulate` (no arguments, or `--video`, `--images`, `--camera`) wires the same
+parts `dispenser run` wires on the board: `DispenserService` (state machine, hold-still,
+face tracker), `TemplateStore` (with its sweeper thread) and `MotorLink`, which talks over
+a pseudo-terminal to `firmware_sim` (the controller firmware with a simulated motor and
+roll). What differs is where frames and time come from:
+
+- the built-in story and video/image files run on a `VirtualClock` that this driver moves
+  one frame at a time (0.1 s, or 1 s while nobody is in view), paced against real time by
+  a `ScaledClock` at `--speed` (at most `MAX_SPEED`): a 20-minute story is shown in
+  seconds and a 3 s hold-still still takes 3 s of the machine's time;
+- a live camera runs on the device clock (`BootClock`), in real time.
+
+After each clock step the driver also calls `store.sweep()`, so deletions show up on the
+step they become due (the store's own sweeper thread would do the same within
+`store.sweep_period_s`); the firmware's motor moves on the same virtual clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dispenser.clock import Clock, ScaledClock, VirtualClock
+from dispenser.config import Settings
+from dispenser.service import DispenserService, Event, FrameSource, Message
+from dispenser.service.frames import ScriptedSource
+from dispenser.service.state import State, Transition
+from dispenser.sim.preview import Preview
+from dispenser.sim.scripted import ScriptedVisit, SyntheticCamera
+from dispenser.sim.timeline import Row
+
+ACTIVE_FRAME_S = 0.1     # frame period while someone is in view or the machine is busy
+IDLE_FRAME_S = 1.0       # ... and while nobody is there
+VIDEO_STEP_S = 0.05      # virtual clock step for video files and image directories
+CAMERA_POLL_S = 0.005    # real pause between steps with a live camera
+BUTTON_WAIT_S = 10.0     # full frame rate for this long after a scripted button press
+_LINK_GRACE_S = 0.002    # real time given to the pty threads per step while the motor runs
+                         # (or a button press is on its way to the service)
+MAX_SPEED = 1000.0        # the fastest a virtual clock runs (see Pacer)
+START_S = 1000.0         # the virtual clock's origin (any value; the timeline counts from it)
+
+
+class SimDisplay:
+    """The display the person would read, kept for the timeline and the preview."""
+
+    def __init__(self) -> None:
+        self.message = Message.WELCOME
+        self.progress: float | None = None
+
+    def show(self, message: Message, progress: float | None = None) -> None:
+        self.message, self.progress = message, progress
+
+
+class WatchedPipeline:
+    """Passes calls to the pipeline and remembers the last face boxes (for the preview:
+    boxes only, never a template, crop or landmark set)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.boxes: list[tuple[float, float, float, float]] = []
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Any]:
+        faces: list[Any] = self._inner.detect(frame_bgr)
+        self.boxes = [tuple(f.box) for f in faces]
+        return faces
+
+    def embed(self, frame_bgr: np.ndarray, face: Any, out: np.ndarray) -> None:
+        self._inner.embed(frame_bgr, face, out)
+
+    def close(self) -> None:
+        closer = getattr(self._inner, "close", None)
+        if closer is not None:
+            closer()
+
+
+@dataclass
+class LiveResult:
+    """What a live run produced: timeline rows, the scripted outcomes, final counters."""
+
+    rows: list[Row] = field(default_factory=list)
+    outcomes: list[dict[str, str]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    stopped_early: bool = False
+
+
+class _KeepLastFrame:
+    """A frame source that remembers its newest frame (for the preview)."""
+
+    def __init__(self, inner: FrameSource) -> None:
+        self._inner = inner
+        self.last: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    def open(self) -> None:
+        self._inner.open()
+
+    def read(self) -> np.ndarray | None:
+        frame = self._inner.read()
+        if frame is not None:
+            self.last = frame
+        return frame
+
+    def close(self) -> None:
+        self.last = None
+        self._inner.close()
+
+
+class _Machine:
+    """The real parts, wired as `dispenser run` wires them, closed in reverse order."""
+
+    def __init__(self, settings: Settings, clock: Clock, frames: FrameSource, pipeline: Any,
+                 display: SimDisplay, on_transition: Callable[[Transition], None]) -> None:
+        from dispenser.motor import MotorLink
+        from dispenser.store import TemplateStore
+
+        self._closers: list[Callable[[], None]] = [frames.close]
+        try:
+            self.link = MotorLink(settings.serial, clock, port="sim")
+            self.link.open()
+            self._closers.append(self.link.close)
+            self.store = TemplateStore(settings.store, threshold=settings.match.threshold,
+                                       clock=clock)
+            self._closers.append(self.store.close)
+            self.service = DispenserService(settings, clock=clock, frames=frames,
+                                            store=self.store, pipeline=pipeline,
+                                            motor=self.link, display=display,
+                                            on_transition=on_transition)
+            self._closers.append(self.service.close)
+        except BaseException:
+            self.close()
+            raise
+
+    def paper_mm(self) -> int:
+        return int(self.link.simulator.paper_out_mm) if self.link.simulator else 0
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+class LiveDriver:
+    """Steps one machine through a run and turns what happens into timeline rows."""
+
+    def __init__(self, settings: Settings, clock: Clock, frames: FrameSource, pipeline: Any,
+                 *, emit: Callable[[Row], None], who: Callable[[float], str] | None = None,
+                 preview: Preview | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.display = SimDisplay()
+        self.pipeline = WatchedPipeline(pipeline)
+        self._emit = emit
+        self._who = who or (lambda t: "face")
+        self._preview = preview
+        self._t0 = clock.now()
+        self.result = LiveResult()
+        self._served: list[tuple[str, float]] = []   # (who, decided at) of live templates
+        self._deciding: tuple[str, float] | None = None
+        self._deletions = 0
+        self._frames = _KeepLastFrame(frames)
+        self._shown: np.ndarray | None = None
+        self.machine = _Machine(settings, clock, self._frames, self.pipeline, self.display,
+                                self._on_transition)
+        # (time, who, outcome): "served", "denied", "failed" or "button"
+        self.decisions: list[tuple[float, str, str]] = []
+        self.button_who = "someone"   # who pressed the no-scan button last (for the rows)
+        self.button_pressed_at: float | None = None  # a press the service has not seen yet
+
+    # -------------------------------------------------------------------- events
+
+    def elapsed(self) -> float:
+        return self.clock.now() - self._t0
+
+    def row(self, who: str, text: str, decision: str = "") -> None:
+        r = Row(self.elapsed(), who, text, decision,
+                self.machine.store.counters().occupancy, self.machine.paper_mm())
+        self.result.rows.append(r)
+        self._emit(r)
+
+    def _on_transition(self, step: Transition) -> None:
+        t = step.at - self._t0
+        ev = step.event
+        if ev is Event.BUTTON_PRESSED:
+            self.button_pressed_at = None
+        if ev is Event.HOLD_COMPLETE:
+            self._deciding = (self._who(t), step.at)
+        elif ev is Event.DECIDED_DISPENSE:
+            who = self._deciding[0] if self._deciding else self._who(t)
+            self.row(who, f"held still {self.settings.vision.hold_still_s:g} s, no match in "
+                          "the deny window", "DISPENSE")
+        elif ev is Event.DECIDED_DENY:
+            who = self._deciding[0] if self._deciding else self._who(t)
+            self.row(who, "matches a template from the deny window: nothing stored",
+                     "DENY")
+            self.decisions.append((t, who, "denied"))
+        elif ev is Event.DISPENSE_OK and self._deciding is not None:
+            self._served.append(self._deciding)
+            self.row(self._deciding[0], "paper out, template kept in RAM")
+            self.decisions.append((t, self._deciding[0], "served"))
+        elif ev is Event.DISPENSE_FAILED:
+            who = self._deciding[0] if self._deciding else self._who(t)
+            self.row(who, "dispense failed: reservation rolled back", "FAULT")
+            self.decisions.append((t, who, "failed"))
+        elif ev is Event.BUTTON_PRESSED:
+            self.row(self.button_who, "no-scan button: short ribbon, no face processing",
+                     "BUTTON")
+        elif ev is Event.BUTTON_DONE:
+            self.decisions.append((t, "button", "button"))
+        elif ev is Event.FAULT_RAISED:
+            self.row("-", f"fault: {', '.join(sorted(self.machine.service.faults))}", "FAULT")
+        if step.target is State.IDLE:
+            self._deciding = None
+
+    def _note_deletions(self) -> None:
+        deletions = self.machine.store.counters().deletions
+        while self._deletions < deletions:
+            self._deletions += 1
+            who = self._served.pop(0)[0] if self._served else "-"
+            self.row(who, f"template deleted at retention "
+                          f"({self.settings.store.retention_s:g} s after it was taken)")
+
+    # ---------------------------------------------------------------------- steps
+
+    def step(self) -> bool:
+        """One service step, then the preview of the frame it read (if a new one came);
+        False if the person closed the preview."""
+        self.machine.service.step()
+        self._note_deletions()
+        frame = self._frames.last
+        if self._preview is None or frame is None or frame is self._shown:
+            return True
+        self._shown = frame
+        return self._preview.show(frame, self.pipeline.boxes, self.display.message,
+                                  self.display.progress)
+
+    def busy(self) -> bool:
+        """Someone is being served or the motor runs (frames at full rate)."""
+        svc = self.machine.service
+        return svc.motor_busy or svc.state is not State.IDLE
+
+    def finish(self) -> None:
+        svc = self.machine.service
+        self.result.duration_s = self.elapsed()
+        store = self.machine.store.counters()
+        self.result.counters = {
+            "served": svc.counters.served, "denied": svc.counters.denied,
+            "button_served": svc.counters.button_served,
+            "decisions": svc.counters.decisions, "frames": svc.counters.frames,
+            "embeddings": svc.counters.embeddings, "paper_mm": self.machine.paper_mm(),
+            "store_deletions": store.deletions, "store_occupancy": store.occupancy,
+            "store_evictions": store.evictions, "keys_shredded": store.keys_shredded,
+        }
+
+    def close(self) -> None:
+        self.machine.close()
+        if self._preview is not None:
+            self._preview.close()
+
+
+class Pacer:
+    """Keeps a virtual clock from running more than `speed` times faster than real time.
+
+    The ceiling `MAX_SPEED` is there for the controller: firmware_sim and the MotorLink
+    heartbeat run in their own threads over a pty, and need a moment of real time per
+    simulated second to exchange heartbeats and button counts."""
+
+    def __init__(self, clock: VirtualClock, speed: float) -> None:
+        self._clock = clock
+        self._wall = ScaledClock(min(speed, MAX_SPEED), start=clock.now())
+        self._never = threading.Event()
+
+    def wait(self) -> None:
+        self._wall.sleep_until(self._clock.now(), self._never)
+
+
+def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, end_s: float,
+                 *, speed: float, emit: Callable[[Row], None],
+                 progress: Callable[[float, float], None] | None = None,
+                 preview: Preview | None = None, stop: threading.Event | None = None,
+                 ) -> LiveResult:
+    """The built-in story: scripted visitors in front of a synthetic camera."""
+    clock = VirtualClock(start=START_S)
+    camera = SyntheticCamera(script)
+    source = ScriptedSource("synthetic camera (scripted visitors)")
+
+    def who(t: float) -> str:
+        visible = camera.visible(t)
+        return script[visible[0]].who if visible else "-"
+
+    driver = LiveDriver(settings, clock, source, vision, emit=emit, who=who, preview=preview)
+    pacer = Pacer(clock, speed)
+    stop = stop or threading.Event()
+    arrivals = sorted(range(len(script)), key=lambda i: script[i].at_s)
+    pending = list(arrivals)
+    in_view: set[int] = set()
+    try:
+        while not stop.is_set():
+            t = driver.elapsed()
+            if t >= end_s:
+                break
+            while pending and script[pending[0]].at_s <= t:
+                _arrive(driver, script[pending.pop(0)])
+            in_view = _departures(driver, script, in_view, camera.visible(t))
+            frame = camera.frame(t)
+            source.push(frame)
+            if not driver.step():
+                driver.result.stopped_early = True
+                break
+            if progress is not None:
+                progress(t, end_s)
+            waiting_for_button = (driver.button_pressed_at is not None
+                                  and t - driver.button_pressed_at < BUTTON_WAIT_S)
+            dt = ACTIVE_FRAME_S if (driver.busy() or camera.visible(t) or waiting_for_button
+                                    or _soon(script, pending, t)) else IDLE_FRAME_S
+            if driver.machine.service.motor_busy or waiting_for_button:
+                time.sleep(_LINK_GRACE_S)
+            clock.advance(dt)
+            driver.machine.store.sweep()
+            pacer.wait()
+        driver.finish()
+        driver.result.outcomes = _outcomes(script, driver.decisions, settings)
+    finally:
+        driver.close()
+    return driver.result
+
+
+def _arrive(driver: LiveDriver, visit: ScriptedVisit) -> None:
+    if visit.button:
+        driver.button_who = visit.who
+        driver.button_pressed_at = driver.elapsed()
+        driver.row(visit.who, visit.note)
+        driver.machine.link.simulator.press_button()
+    else:
+        driver.row(visit.who, f"steps up: {visit.note}")
+
+
+def _departures(driver: LiveDriver, script: list[ScriptedVisit], before: set[int],
+                now_visible: list[int]) -> set[int]:
+    current = set(now_visible)
+    for i in sorted(before - current):
+        driver.row(script[i].who, "walks away")
+    return current
+
+
+def _soon(script: list[ScriptedVisit], pending: list[int], t: float) -> bool:
+    return bool(pending) and script[pending[0]].at_s - t < IDLE_FRAME_S
+
+
+def _outcomes(script: list[ScriptedVisit], decisions: list[tuple[float, str, str]],
+              settings: Settings) -> list[dict[str, str]]:
+    """What the machine did for each scripted visit, next to what it should have done."""
+    slack = settings.display.message_s + 10.0
+    unused = list(decisions)
+    outcomes = []
+    for visit in script:
+        who = "button" if visit.button else visit.who
+        match = next((d for d in unused if d[1] == who
+                      and visit.at_s <= d[0] <= visit.at_s + visit.stay_s + slack), None)
+        if match is not None:
+            unused.remove(match)
+        outcomes.append({"who": visit.who, "at": f"{visit.at_s:.0f}", "expected": visit.expect,
+                         "observed": match[2] if match else "nothing"})
+    return outcomes
+
+
+def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Clock, *,
+               speed: float, emit: Callable[[Row], None],
+               progress: Callable[[float, float], None] | None = None,
+               preview: Preview | None = None, stop: threading.Event | None = None,
+               max_s: float | None = None) -> LiveResult:
+    """Real frames through the real vision pipeline: a video file or image directory on a
+    virtual clock (one step per frame period), or a live camera on the device clock."""
+    driver = LiveDriver(settings, clock, frames, pipeline, emit=emit, preview=preview)
+    virtual = clock if isinstance(clock, VirtualClock) else None
+    pacer = Pacer(virtual, speed) if virtual is not None else None
+    stop = stop or threading.Event()
+    try:
+        while not stop.is_set():
+            if not driver.step():
+                driver.result.stopped_early = True
+                break
+            t = driver.elapsed()
+            if progress is not None and max_s is not None:
+                progress(t, max_s)
+            if driver.machine.service.finished or (max_s is not None and t >= max_s):
+                break
+            if virtual is not None and pacer is not None:
+                if driver.machine.service.motor_busy:
+                    time.sleep(_LINK_GRACE_S)
+                virtual.advance(VIDEO_STEP_S)
+                driver.machine.store.sweep()
+                pacer.wait()
+            else:
+                clock.sleep_until(clock.now() + CAMERA_POLL_S, stop)
+        driver.finish()
+    finally:
+        driver.close()
+    return driver.result
