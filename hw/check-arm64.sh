@@ -16,7 +16,10 @@
 #
 # The emulated CPU is a Cortex-A72 (the Raspberry Pi 4's core, ARMv8.0: no dot-product, no fp16
 # arithmetic, no LSE atomics) unless DISPENSER_ARM64_CPU says otherwise: a wheel that uses an
-# instruction the Pi 4 lacks dies with SIGILL here as it would on the board.
+# instruction the Pi 4 lacks dies with SIGILL here as it would on the board. qemu-user does not
+# emulate /proc/cpuinfo (the host's x86 text shows through), and libraries that read it to pick
+# kernels (onnxruntime's cpuinfo) crash on that mix of x86 text and host sysfs; so the root sees
+# the /proc/cpuinfo the emulated board would show (same CPU part, features, one entry per CPU).
 #
 # Too slow for every CI run (see docs/deploy.md, section "arm64 check", for measured times):
 # run it before each release and record the result there.
@@ -27,7 +30,7 @@
 # Environment:
 #   DISPENSER_ARM64_ROOT    where the arm64 root lives (default /var/tmp/dispenser-arm64/bookworm)
 #   DISPENSER_ARM64_MIRROR  Debian mirror (default: the host's first deb.debian.org-style URI)
-#   DISPENSER_ARM64_CPU     qemu CPU model: cortex-a72 (Pi 4, default), cortex-a76 (Pi 5), max
+#   DISPENSER_ARM64_CPU     emulated core: cortex-a72 (Pi 4, default) or cortex-a76 (Pi 5)
 #   DISPENSER_ARM64_REF     git revision to test (default HEAD)
 #   DISPENSER_ARM64_FRESH   1 = delete the cached root (and its pip cache) and build from scratch
 #
@@ -105,6 +108,8 @@ preflight() {
         command -v "${tool}" >/dev/null \
             || die 2 "'${tool}' not found; install: apt-get install qemu-user-static debootstrap binfmt-support git"
     done
+    [[ "${CPU}" == cortex-a72 || "${CPU}" == cortex-a76 ]] \
+        || die 2 "DISPENSER_ARM64_CPU must be cortex-a72 (Raspberry Pi 4) or cortex-a76 (Pi 5), not '${CPU}'"
     [[ -x /usr/bin/qemu-aarch64-static ]] \
         || die 2 "/usr/bin/qemu-aarch64-static not found; install: apt-get install qemu-user-static"
     COMMIT="$(git -C "${REPO}" rev-parse --verify --quiet "${REF}^{commit}")" \
@@ -186,6 +191,7 @@ mount_into_root() {
         esac || die 1 "cannot mount ${target} into ${ROOT}"
         MOUNTED+=("${ROOT}/${target}")
     done
+    present_board_cpuinfo
     # /dev/shm for Python's multiprocessing and semaphores.
     mkdir -p "${ROOT}/dev/shm"
     # Name resolution for pip (copied, not bound: the root stays self-contained).
@@ -193,16 +199,52 @@ mount_into_root() {
     trust_host_local_cas
 }
 
+board_cpuinfo() {  # board_cpuinfo: /proc/cpuinfo text of the board whose core is emulated
+    # Values as Raspberry Pi OS shows them on a Pi 4 (BCM2711) and a Pi 5 (BCM2712).
+    local part variant revision features model n i
+    case "${CPU}" in
+        cortex-a72)
+            part=0xd08 variant=0x0 revision=3 model="Raspberry Pi 4 Model B Rev 1.4"
+            features="fp asimd evtstrm crc32 cpuid" ;;
+        cortex-a76)
+            part=0xd0b variant=0x4 revision=1 model="Raspberry Pi 5 Model B Rev 1.0"
+            features="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid"
+            features+=" asimdrdm lrcpc dcpop asimddp" ;;
+    esac
+    n="$(nproc --all)"  # as many entries as the (host) sysfs the root sees lists
+    for ((i = 0; i < n; i++)); do
+        printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: 0x41\n' \
+            "${i}" "${features}"
+        printf 'CPU architecture: 8\nCPU variant\t: %s\nCPU part\t: %s\nCPU revision\t: %s\n\n' \
+            "${variant}" "${part}" "${revision}"
+    done
+    printf 'Model\t\t: %s\n' "${model}"
+}
+
+present_board_cpuinfo() {
+    local file="${ROOT}.cpuinfo"
+    board_cpuinfo >"${file}"
+    if ! mountpoint -q "${ROOT}/proc/cpuinfo" 2>/dev/null; then
+        mount --bind "${file}" "${ROOT}/proc/cpuinfo" || die 1 "cannot present /proc/cpuinfo in ${ROOT}"
+        MOUNTED+=("${ROOT}/proc/cpuinfo")
+    fi
+}
+
 trust_host_local_cas() {
     # Behind a TLS-inspecting proxy the host trusts extra CAs from
     # /usr/local/share/ca-certificates; the root needs the same trust or pip cannot reach PyPI.
     # Debian's pip (also inside a venv) verifies against /etc/ssl/certs/ca-certificates.crt.
-    local cas=(/usr/local/share/ca-certificates/*.crt)
+    local cas=(/usr/local/share/ca-certificates/*.crt) target="${ROOT}/usr/local/share/ca-certificates"
     [[ -e "${cas[0]}" ]] || return 0
-    mkdir -p "${ROOT}/usr/local/share/ca-certificates"
-    cp "${cas[@]}" "${ROOT}/usr/local/share/ca-certificates/"
-    chroot "${ROOT}" /usr/sbin/update-ca-certificates >/dev/null 2>&1 \
-        || die 1 "update-ca-certificates failed inside ${ROOT}"
+    if diff -rq /usr/local/share/ca-certificates "${target}" >/dev/null 2>&1; then
+        return 0  # already trusted on an earlier run (update-ca-certificates is slow emulated)
+    fi
+    mkdir -p "${target}"
+    cp "${cas[@]}" "${target}/"
+    if ! chroot "${ROOT}" /usr/sbin/update-ca-certificates >/dev/null 2>&1; then
+        rm -rf "${target}"  # so the next run tries again
+        die 1 "update-ca-certificates failed inside ${ROOT}"
+    fi
     say "trust: ${#cas[@]} local CA certificate(s) from the host added to the arm64 root"
 }
 
