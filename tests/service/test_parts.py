@@ -80,7 +80,8 @@ def test_motion_gate_rate_limit_change_and_safety_net() -> None:
     gate.detected(0.0)
     assert not gate.should_detect(person, 0.3)          # rate limit (2 Hz)
     assert not gate.should_detect(empty, 0.6)           # nothing changed
-    assert gate.should_detect(person, 0.7)
+    assert not gate.should_detect(person, 0.7)          # the scene is looked at at 2 Hz too
+    assert gate.should_detect(person, 1.1)
     assert gate.change() > 5.0
     assert not gate.should_detect(empty, 5.0)
     assert gate.should_detect(empty, 10.0)              # safety run every 10 s

@@ -45,12 +45,15 @@ class MotionGate:
         self._reference = np.zeros_like(self._current)
         self._has_reference = False
         self._last_detect_at: float | None = None
+        self._last_check_at: float | None = None
 
     def should_detect(self, frame_bgr: np.ndarray, now: float) -> bool:
-        """True if the detector should run on this frame (call `detected` if it does)."""
-        since = None if self._last_detect_at is None else now - self._last_detect_at
-        if since is not None and since < self._min_interval:
+        """True if the detector should run on this frame (call `detected` if it does).
+        The scene itself is looked at no more often than the idle detection rate either."""
+        if self._last_check_at is not None and now - self._last_check_at < self._min_interval:
             return False
+        self._last_check_at = now
+        since = None if self._last_detect_at is None else now - self._last_detect_at
         self._thumbnail(frame_bgr)
         if not self._has_reference or since is None or since >= self._max_gap:
             return True
@@ -71,9 +74,9 @@ class MotionGate:
         """Forget the reference (after a camera re-open the scene may differ)."""
         self._has_reference = False
         self._last_detect_at = None
+        self._last_check_at = None
 
     def _thumbnail(self, frame_bgr: np.ndarray) -> None:
         cv2 = _cv2()
-        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
-        self._current[...] = small
+        small = cv2.resize(frame_bgr, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+        self._current[...] = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
