@@ -4,7 +4,7 @@ The vision stage is not under test here: a scene is drawn as flat grey rectangle
 grey level per person), `FakePipeline` finds them again and writes each person's fixed
 synthetic identity template (plus a little noise per frame), and `FakeTracker` follows
 rectangles across frames. The motor has a small in-memory double with the contract's
-semantics (test_end_to_end.py uses firmware_sim over a pseudo-terminal instead). The
+semantics (test_service_end_to_end.py uses firmware_sim over a pseudo-terminal instead). The
 store is the real `TemplateStore` (its sweeper thread off: the virtual clock only moves
 when a test says so, and the store expires entries on every call).
 """

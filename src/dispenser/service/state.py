@@ -5,7 +5,7 @@ decided, when is a message shown, when does a fault take over) must be readable 
 place and testable exhaustively. `TRANSITIONS` lists every legal (state, event) pair; an
 event that has no entry for the current state is *ignored* (the state does not change and
 `fire` returns None), e.g. a face appearing while the motor runs. docs/service.md draws
-the same table as a diagram; tests/service/test_state.py walks every entry and every
+the same table as a diagram; tests/service/test_service_state.py walks every entry and every
 ignored pair.
 
 The machine only knows time through the injected `Clock` (for `time_in_state`); the

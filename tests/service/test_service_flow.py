@@ -1,6 +1,6 @@
 """The service end to end with a scripted frame source, synthetic templates, the virtual
 clock and in-memory doubles of the store and the motor (tests/service/conftest.py).
-The same scenarios against the real store and firmware_sim: test_end_to_end.py."""
+The same scenarios against the real store and firmware_sim: test_service_end_to_end.py."""
 
 from __future__ import annotations
 
