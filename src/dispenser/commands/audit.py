@@ -14,6 +14,7 @@ from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 _CHECK_MODULES = (
     "dispenser.audit.process_checks",
     "dispenser.audit.model_checks",
+    "dispenser.audit.store_checks",
 )
 
 

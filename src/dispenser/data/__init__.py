@@ -1,0 +1,1 @@
+"""Small public-domain files the installed package needs (see README.md here)."""
