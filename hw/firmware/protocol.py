@@ -1,0 +1,1 @@
+../../src/dispenser/motor/protocol.py
