@@ -1,0 +1,90 @@
+"""`dispenser motor` and `dispenser firmware-sim` / `python -m firmware_sim` as a
+technician uses them: output, exit codes, and the two-terminal flow of the issue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispenser.cli import main
+from firmware_sim import SimulatedController
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_dispense_abort(sim: SimulatedController, capsys: pytest.CaptureFixture[str]
+                               ) -> None:
+    code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "status")
+    assert code == 0 and "state" in out and "ready" in out and "paper_left_mm" in out
+    code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "dispense", "600")
+    assert code == 0 and out.startswith("dispensed 6") and "(asked 600 mm)" in out
+    assert sim.motor_starts == 1
+    code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "abort")
+    assert (code, out.strip()) == (0, "motor stopped")
+
+
+def test_controller_errors_exit_1_with_their_name(sim: SimulatedController,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    sim.jam_next(after_mm=50)
+    code, _, err = _run(capsys, "motor", "--port", sim.device_path, "dispense", "600")
+    assert code == 1 and "dispenser: error: dispense failed: jam" in err and "50 mm" in err
+    sim.set_door(True)
+    code, _, err = _run(capsys, "motor", "--port", sim.device_path, "dispense", "600")
+    assert code == 1 and "door_open" in err
+    code, out, err = _run(capsys, "motor", "--port", sim.device_path, "selftest")
+    assert code == 1 and "FAIL  sensors" in out and "selftest failed: door_open" in err
+
+
+def test_selftest_passes_and_feeds(sim: SimulatedController,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "selftest", "--feed", "100")
+    assert code == 0
+    assert [line.split()[1] for line in out.splitlines()] == [
+        "handshake", "link", "framing", "commands", "sensors", "feed"]
+    assert all(line.startswith("PASS") for line in out.splitlines())
+
+
+def test_bad_input_and_absent_device(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["motor", "--port", "/dev/null", "dispense", "-5"])
+    assert exc.value.code == 2
+    code, _, err = _run(capsys, "motor", "--port", "/nonexistent/ttyACM7", "status")
+    assert code == 1 and "no serial device /nonexistent/ttyACM7" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "firmware_sim"],
+                                     [sys.executable, "-m", "dispenser", "firmware-sim"]])
+def test_two_terminals(command: list[str], tmp_path: Path) -> None:
+    """The issue's done criterion: the simulator prints a path, the motor command
+    dispenses 600 mm on it, Ctrl-C stops the simulator cleanly."""
+    server = subprocess.Popen([*command, "--speed", "20", "--seed", "1"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert server.stdout is not None
+        path = server.stdout.readline().strip()
+        assert os.path.islink(path)
+        client = subprocess.run([sys.executable, "-m", "dispenser", "motor", "--port", path,
+                                 "dispense", "600"], capture_output=True, text=True,
+                                timeout=60, cwd=tmp_path)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.startswith("dispensed 6")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            code = server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == 0
+    assert not os.path.exists(path)
