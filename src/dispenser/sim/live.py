@@ -406,7 +406,22 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
                 pacer.wait()
             else:
                 clock.sleep_until(clock.now() + CAMERA_POLL_S, stop)
+        if virtual is not None and pacer is not None and not driver.result.stopped_early:
+            _until_forgotten(driver, virtual, pacer, stop)
         driver.finish()
     finally:
         driver.close()
     return driver.result
+
+
+def _until_forgotten(driver: LiveDriver, clock: VirtualClock, pacer: Pacer,
+                     stop: threading.Event) -> None:
+    """After the last frame, let the machine idle until retention has deleted every
+    template (bounded by the retention limit), so the run ends with an empty store."""
+    store = driver.machine.store
+    deadline = clock.now() + driver.settings.store.retention_s + IDLE_FRAME_S
+    while store.counters().occupancy > 0 and clock.now() < deadline and not stop.is_set():
+        clock.advance(IDLE_FRAME_S)
+        store.sweep()
+        driver.step()
+        pacer.wait()

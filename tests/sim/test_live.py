@@ -1,0 +1,85 @@
+"""Live mode: the real service, store and MotorLink over a pty to firmware_sim, driven by
+scripted visitors (the vision stage replaced by synthetic templates)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dispenser.config import DisplaySettings, Settings, StoreSettings
+from dispenser.service import Message
+from dispenser.sim.identities import PROVISIONAL_DLIB, IdentityModel
+from dispenser.sim.live import run_scripted
+from dispenser.sim.preview import HeadlessPreview, annotate
+from dispenser.sim.scripted import (
+    ScriptedVisit,
+    SyntheticCamera,
+    SyntheticVision,
+    default_script,
+    script_end,
+)
+from dispenser.sim.timeline import Row
+
+# Short windows so a whole story takes a minute of simulated time.
+_SETTINGS = Settings(store=StoreSettings(deny_window_s=20.0, retention_s=30.0),
+                     display=DisplaySettings(message_s=2.0))
+
+
+def _story() -> list[ScriptedVisit]:
+    return [ScriptedVisit("A", 0, 2.0, 10.0, "served", "first visit"),
+            ScriptedVisit("A", 0, 15.0, 8.0, "denied", "inside the window"),
+            ScriptedVisit("B", 1, 26.0, 10.0, "served", "first visit")]
+
+
+def _vision(script: list[ScriptedVisit]) -> SyntheticVision:
+    return SyntheticVision(script, IdentityModel.fit(PROVISIONAL_DLIB), seed=1)
+
+
+def test_scripted_story_serves_denies_and_forgets_with_a_headless_preview() -> None:
+    script = _story()
+    rows: list[Row] = []
+    preview = HeadlessPreview()
+    result = run_scripted(_SETTINGS, script, _vision(script), script_end(script, _SETTINGS),
+                          speed=float("inf"), emit=rows.append, preview=preview)
+    assert [o["observed"] for o in result.outcomes] == ["served", "denied", "served"]
+    decisions = [r.decision for r in rows if r.decision]
+    assert decisions == ["DISPENSE", "DENY", "DISPENSE"]
+    deleted = [r for r in rows if "deleted at retention" in r.event]
+    assert [r.who for r in deleted] == ["A", "B"]
+    assert deleted[-1].occupancy == 0 and result.counters["store_occupancy"] == 0
+    assert result.counters["paper_mm"] >= 2 * _SETTINGS.dispense.ribbon_mm
+    assert preview.frames > 0 and preview.last_shape is None  # closed after the run
+
+
+def test_default_script_follows_the_configured_windows() -> None:
+    settings = Settings()
+    script = default_script(settings)
+    assert [v.expect for v in script] == ["served", "served", "denied", "button", "served"]
+    a_visits = [v for v in script if v.who == "visitor A"]
+    first_served = a_visits[0].at_s + a_visits[0].stay_s
+    assert a_visits[1].at_s - first_served < settings.store.deny_window_s
+    assert a_visits[2].at_s - first_served > settings.store.deny_window_s
+    assert script_end(script, settings) > a_visits[2].at_s + settings.store.retention_s
+
+
+def test_synthetic_camera_and_vision_round_trip() -> None:
+    script = _story()
+    camera, vision = SyntheticCamera(script), _vision(script)
+    assert vision.detect(camera.frame(0.0)) == []
+    frame = camera.frame(3.0)
+    faces = vision.detect(frame)
+    assert len(faces) == 1 and faces[0].quality.ok and faces[0].landmarks.shape == (5, 2)
+    out = np.zeros(128, np.float32)
+    vision.embed(frame, faces[0], out)
+    assert abs(float(np.linalg.norm(out)) - 1.0) < 1e-5
+    same = np.zeros(128, np.float32)
+    vision.embed(camera.frame(16.0), vision.detect(camera.frame(16.0))[0], same)
+    other = np.zeros(128, np.float32)
+    vision.embed(camera.frame(27.0), vision.detect(camera.frame(27.0))[0], other)
+    assert float(out @ same) >= 0.93 > float(out @ other)
+
+
+def test_preview_annotation_draws_box_progress_and_message() -> None:
+    frame = np.zeros((120, 160, 3), np.uint8)
+    image = annotate(frame, [(40.0, 20.0, 100.0, 90.0)], Message.HOLD_STILL, 0.5)
+    assert image.shape == frame.shape and image.any()
+    assert not frame.any()  # the camera frame itself is not drawn on

@@ -1,0 +1,113 @@
+"""`dispenser simulate` from the command line: the README's first command, crowd studies,
+reports, determinism and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispenser.cli import main
+from dispenser.sim import report
+
+# A hang guard, not a speed assertion: the default story is ~20 simulated minutes.
+_BOUND_S = 240
+
+
+def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISPLAY": ""}
+    return subprocess.run([sys.executable, "-m", "dispenser", "simulate", *args],
+                          capture_output=True, text=True, timeout=_BOUND_S, env=env,
+                          check=False)
+
+
+def test_default_simulate_shows_served_denied_and_deleted_headless() -> None:
+    done = _simulate("--speed", "max")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "real:" in out and "simulated:" in out  # says which stages are which
+    assert "DISPENSE" in out and "paper out" in out
+    assert "DENY" in out
+    assert "template deleted at retention" in out
+    assert "no-scan button" in out
+    assert "scripted visits behaving as expected: 5/5" in out
+    assert "still in RAM 0" in out
+
+
+def test_default_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--speed", "max", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "scripted" and doc["stages"]["simulated"]
+    assert all(o["expected"] == o["observed"] for o in doc["outcomes"])
+    assert {r["decision"] for r in doc["timeline"]} >= {"DISPENSE", "DENY", "BUTTON"}
+    assert doc["counters"]["store_deletions"] == 3
+    assert doc["counters"]["store_occupancy"] == 0
+
+
+_SCENARIO = """
+[scenario]
+description = "ten busy minutes"
+duration_min = 10
+arrivals_per_hour = 240
+repeat_share = 0.4
+repeat_after_min = [1, 5]
+staff = 1
+staff_every_min = 3
+
+[sweep]
+thresholds = [0.9, 0.93]
+deny_windows_s = [540]
+"""
+
+
+def test_crowd_study_is_byte_identical_for_a_seed_and_writes_a_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "busy.toml"
+    scenario.write_text(_SCENARIO)
+    outputs = []
+    for extra in (["--report", str(tmp_path / "one")], ["--no-report"]):
+        assert main(["simulate", "--scenario", str(scenario), "--seed", "5", "--json",
+                     *extra]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert (tmp_path / "one" / "report.json").read_text() == outputs[0]
+    doc = json.loads(outputs[0])
+    assert doc["scenario"]["name"] == "busy" and len(doc["sweep"]) == 2
+    for name in ("report.html", *report.PLOTS):
+        path = tmp_path / "one" / name
+        assert path.stat().st_size > 1000, name
+    assert (tmp_path / "one" / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tmp_path / "one" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(report.PLOTS)
+
+
+def test_crowd_summary_on_the_terminal(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "busy.toml"
+    scenario.write_text(_SCENARIO)
+    assert main(["simulate", "--scenario", str(scenario), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "paper" in out and "false denials" in out and "sweep:" in out
+    assert not list(tmp_path.glob("sim-report-*"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--video", "/nonexistent/clip.mp4"], "does not exist"),
+    (["--scenario", "rush-hour"], "unknown preset"),
+])
+def test_bad_input_is_one_line(argv: list[str], message: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dispenser: error:") and message in err and "\n" not in err
+
+
+def test_bad_speed_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--speed", "fast"])
+    assert exit_info.value.code == 2
+    assert "speed must be a number or 'max'" in capsys.readouterr().err
