@@ -59,10 +59,12 @@ def test_templates_are_unit_float32_and_a_person_does_not_depend_on_call_order()
 def test_two_visits_of_one_person_are_closer_than_two_people() -> None:
     population = Population(IdentityModel.fit(PROVISIONAL_DLIB), seed=4)
     rng = np.random.default_rng(0)
-    a1, a2, b = (population.template(p, rng) for p in (5, 5, 6))
+    a1, a2, b = population.templates(np.array([5, 5, 6]), rng)
     assert float(a1 @ a2) > float(a1 @ b)
+    t1, t2, u = (population.typical_template(p, rng) for p in (5, 5, 6))
+    assert float(t1 @ t2) > 0.95 > float(t1 @ u)  # a typical pair: median genuine ~0.96
     with pytest.raises(ValueError, match="start at 0"):
-        population.template(-1, rng)
+        population.typical_template(-1, rng)
 
 
 def test_model_card_similarity_table_is_used_when_present() -> None:

@@ -282,19 +282,13 @@ class Population:
         self._identities = np.concatenate(ids)
         self._noise = np.concatenate(noises)
 
-    def template(self, person: int, rng: np.random.Generator) -> np.ndarray:
-        """One visit's L2-normalised float32 template for `person` (noise drawn from `rng`)."""
-        if person < 0:
-            raise ValueError(f"person numbers start at 0 (got {person})")
-        self._grow(person + 1)
-        row: np.ndarray = self.templates(np.array([person]), rng)[0]
-        return row
-
     def typical_template(self, person: int, rng: np.random.Generator) -> np.ndarray:
         """A scan of `person` as a *typical* face and visit would give it: the median noise
         scale (sigma), in a random direction. Two such scans of one person have the median
         genuine similarity; the scripted demo uses them so its story does not hinge on a
         lucky draw (crowd runs use `templates`, the full distribution)."""
+        if person < 0:
+            raise ValueError(f"person numbers start at 0 (got {person})")
         self._grow(person + 1)
         g = rng.standard_normal(self.model.dim)
         t = self._identities[person] + self.model.sigma * g / np.linalg.norm(g)
