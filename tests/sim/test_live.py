@@ -3,13 +3,16 @@ scripted visitors (the vision stage replaced by synthetic templates)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import pytest
 
 from dispenser.config import DisplaySettings, Settings, StoreSettings
 from dispenser.service import Message
 from dispenser.sim.identities import PROVISIONAL_DLIB, IdentityModel
 from dispenser.sim.live import run_scripted
-from dispenser.sim.preview import HeadlessPreview, annotate
+from dispenser.sim.preview import HeadlessPreview, annotate, open_preview
 from dispenser.sim.scripted import (
     ScriptedVisit,
     SyntheticCamera,
@@ -83,3 +86,14 @@ def test_preview_annotation_draws_box_progress_and_message() -> None:
     image = annotate(frame, [(40.0, 20.0, 100.0, 90.0)], Message.HOLD_STILL, 0.5)
     assert image.shape == frame.shape and image.any()
     assert not frame.any()  # the camera frame itself is not drawn on
+
+
+def test_preview_falls_back_to_headless_without_a_display(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    preview, note = open_preview()
+    assert isinstance(preview, HeadlessPreview) and note is not None and "no display" in note
+    assert preview.show(np.zeros((60, 80, 3), np.uint8), [], Message.WELCOME, None)
+    assert preview.frames == 1

@@ -111,3 +111,20 @@ def test_bad_speed_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         main(["simulate", "--speed", "fast"])
     assert exit_info.value.code == 2
     assert "speed must be a number or 'max'" in capsys.readouterr().err
+
+
+def test_images_run_the_real_pipeline_with_a_headless_preview(
+        tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("1.png", "2.png"):  # the same face twice in a row: one ribbon, one stay
+        (images / name).write_bytes((data_dir / "astronaut.png").read_bytes())
+    assert main(["simulate", "--images", str(images), "--preview", "--speed", "max"]) == 0
+    out = capsys.readouterr().out
+    assert "vision pipeline: detection" in out.split("simulated:")[0]
+    assert "preview:   no display" in out
+    assert "DISPENSE" in out and "template deleted at retention" in out
+    assert "still in RAM 0" in out
