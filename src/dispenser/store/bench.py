@@ -1,0 +1,288 @@
+"""Store measurements for `dispenser bench` and bench/test_bench_store.py.
+
+The search is measured as the store runs it (rotate the probe with every live epoch key,
+then the fused masked max) against, in the same run and on the same arrays:
+
+- `numpy_decide`: a clean vectorised numpy version of the same masked search;
+- faiss `IndexFlatIP` search over the same rows (no mask, no rotation), when faiss is
+  installed (it is a test extra, not a runtime dependency), limited to one thread like
+  our kernel;
+- `stream_sum`: reading the row buffer once, the bound no search can beat.
+
+The search arrays are built directly (not through `TemplateStore.decide`), because
+admitting a million entries one by one would cost O(N^2); admit, sweep and memory are
+measured through the real store.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from dispenser import perf
+from dispenser.clock import VirtualClock
+from dispenser.config import StoreSettings
+from dispenser.store import kernels
+from dispenser.store.keys import EpochKeys
+from dispenser.store.store import TemplateStore
+
+DIM = 128
+DEFAULT_SIZES = (16, 256, 1024, 4096, 65536)
+QUICK_SIZES = (16, 1024)
+# Entries spread over 600 s of admissions under 60 s epochs: about ten live keys.
+EPOCHS = 10
+DENY_WINDOW_S = 540.0
+RETENTION_S = 600.0
+
+
+@dataclass
+class SearchCase:
+    """N live rows admitted over the retention period under `EPOCHS` keys, and a probe."""
+
+    rows: np.ndarray
+    state: np.ndarray
+    served: np.ndarray
+    slot_key: np.ndarray
+    keys: np.ndarray
+    key_refs: np.ndarray
+    rotated: np.ndarray
+    probe: np.ndarray
+    now: float
+
+    @property
+    def row_bytes(self) -> int:
+        return int(self.rows.nbytes)
+
+
+def unit_rows(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    """n random L2-normalised float32 templates."""
+    rows = np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+def search_case(n: int, dim: int = DIM, seed: int = 0) -> SearchCase:
+    """A ring of n live rows, admitted uniformly over the last `RETENTION_S` seconds (so
+    about 10% are past the deny window), under real epoch keys."""
+    keys = EpochKeys(dim, EPOCHS, key_epoch_s=RETENTION_S / EPOCHS)
+    for epoch in range(EPOCHS):
+        keys.current(epoch * keys.key_epoch_s)
+    now = RETENTION_S
+    admitted = np.linspace(now - RETENTION_S + 1e-3, now, n)
+    slot_key = np.minimum((admitted // keys.key_epoch_s).astype(np.int32), EPOCHS - 1)
+    keys.refs[:] = np.bincount(slot_key, minlength=EPOCHS)
+    rows = unit_rows(n, dim, seed)
+    for k in range(EPOCHS):  # store each row rotated by its epoch key, in place
+        sel = slot_key == k
+        rows[sel] = rows[sel] @ keys.keys[k].T
+    probe = unit_rows(1, dim, seed + 1)[0]
+    return SearchCase(rows=rows, state=np.full(n, kernels.LIVE, dtype=np.int8),
+                      served=admitted, slot_key=slot_key, keys=keys.keys,
+                      key_refs=keys.refs.copy(),
+                      rotated=np.zeros((EPOCHS, dim), dtype=np.float32),
+                      probe=probe, now=now)
+
+
+def numba_decide(case: SearchCase) -> float:
+    """What `TemplateStore.decide` computes: rotate with live keys, fused masked max."""
+    kernels.rotate_probe(case.keys, case.key_refs, case.probe, case.rotated)
+    return kernels.best_live_similarity(case.rows, case.state, case.served, case.slot_key,
+                                        case.rotated, case.now, DENY_WINDOW_S)
+
+
+def numpy_decide(case: SearchCase) -> float:
+    """The same masked search, written as clean vectorised numpy."""
+    rotated = case.keys @ case.probe
+    ok = (case.state == kernels.LIVE) & (case.now - case.served < DENY_WINDOW_S)
+    best = -math.inf
+    for k in np.unique(case.slot_key[ok]):
+        sims = case.rows[ok & (case.slot_key == k)] @ rotated[k]
+        best = max(best, float(sims.max()))
+    return best
+
+
+def stream_once(case: SearchCase) -> float:
+    """Read the row buffer once: the lower bound for any full search."""
+    return kernels.stream_sum(case.rows)
+
+
+def faiss_available() -> bool:
+    return importlib.util.find_spec("faiss") is not None
+
+
+def faiss_index(case: SearchCase) -> Any:
+    """A one-thread faiss IndexFlatIP over the case's rows."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexFlatIP(case.rows.shape[1])
+    index.add(case.rows)
+    return index
+
+
+def faiss_search(index: Any, case: SearchCase) -> float:
+    """Best inner product over all rows (no mask, no rotation)."""
+    distances, _ = index.search(case.probe.reshape(1, -1), 1)
+    return float(distances[0, 0])
+
+
+def _ratio(slower: float, faster: float) -> str:
+    return f"{slower / faster:.2f}x" if faster > 0 else "n/a"
+
+
+@perf.measurement("store.decide", "masked search: numba vs numpy vs faiss vs streaming once")
+def _decide(options: perf.Options) -> list[perf.Result]:
+    sizes = options.sizes or (QUICK_SIZES if options.quick else DEFAULT_SIZES)
+    results: list[perf.Result] = []
+    for n in sizes:
+        case = search_case(n)
+        if abs(numba_decide(case) - numpy_decide(case)) > 1e-4:
+            raise RuntimeError("store.decide: numba and numpy references disagree")
+        ours, rounds = perf.time_call(partial(numba_decide, case), options)
+        ref, _ = perf.time_call(partial(numpy_decide, case), options)
+        stream, _ = perf.time_call(partial(stream_once, case), options)
+        notes = [f"numpy {_ratio(ref, ours)} slower", f"{_ratio(ours, stream)} of streaming"]
+        if faiss_available():
+            index = faiss_index(case)
+            anchor, _ = perf.time_call(partial(faiss_search, index, case), options)
+            notes.append(f"faiss(1 thread) {_ratio(anchor, ours)} our time")
+            del index
+        results.append(perf.Result(f"store.decide N={n}", ours, rounds, ", ".join(notes)))
+        del case
+    return results
+
+
+def _filled_store(capacity: int, clock: VirtualClock) -> tuple[TemplateStore, np.ndarray]:
+    store = TemplateStore(StoreSettings(capacity=capacity), threshold=0.93, dim=DIM,
+                          clock=clock, start_sweeper=False, zeroise_on_signals=False)
+    faces = unit_rows(2 * capacity, seed=3)
+    for face in faces[:capacity]:
+        decision = store.decide(face.copy())
+        assert decision.reservation is not None
+        store.commit(decision.reservation)
+    return store, faces
+
+
+@perf.measurement("store.admit", "decide + commit of a new face into a full store (evicts)")
+def _admit(options: perf.Options) -> list[perf.Result]:
+    capacity = 1024
+    clock = VirtualClock(1000.0)
+    store, faces = _filled_store(capacity, clock)
+    turn = [capacity]
+
+    def admit() -> None:
+        face = faces[turn[0] % len(faces)]
+        turn[0] += 1
+        decision = store.decide(face.copy())
+        assert decision.reservation is not None
+        store.commit(decision.reservation)
+
+    result = perf.timed(f"store.admit capacity={capacity}", admit, options,
+                        note="full store: each admit evicts the oldest")
+    store.close()
+    return [result]
+
+
+@perf.measurement("store.sweep", "periodic sweep: nothing due, and everything due")
+def _sweep(options: perf.Options) -> list[perf.Result]:
+    results = []
+    for capacity in (1024,) if options.quick else (1024, 65536):
+        clock = VirtualClock(1000.0)
+        store, _ = _filled_store(capacity, clock)
+        results.append(perf.timed(f"store.sweep capacity={capacity} nothing due",
+                                  store.sweep, options))
+        clock.advance(RETENTION_S)
+        seconds, _ = _once(store.sweep)
+        results.append(perf.Result(f"store.sweep capacity={capacity} all due", seconds, 1,
+                                   note=f"zeroises {capacity} entries"))
+        store.close()
+    return results
+
+
+def _once(fn: Any) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+_JIT_PROBE = """
+import time
+start = time.perf_counter()
+import numpy as np
+from dispenser.store import kernels
+rows = np.zeros((4, 128), np.float32); rotated = np.zeros((2, 128), np.float32)
+keys = np.zeros((2, 128, 128), np.float32); refs = np.ones(2, np.int32)
+state = np.zeros(4, np.int8); t = np.zeros(4); seq = np.zeros(4, np.int64)
+slot_key = np.zeros(4, np.int32); gen = np.zeros(4, np.int64); probe = np.zeros(128, np.float32)
+kernels.squared_norm(probe)
+kernels.rotate_probe(keys, refs, probe, rotated)
+kernels.rotate_into(keys[0], probe, rows[0])
+kernels.best_live_similarity(rows, state, t, slot_key, rotated, 0.0, 1.0)
+kernels.sweep_due(rows, state, t, t, seq, slot_key, refs, 0.0, 1.0, 1.0, gen)
+kernels.pick_slot(state, seq, 0)
+kernels.clear_slot(0, rows, state, t, t, seq, slot_key, refs, gen)
+kernels.orthonormalise_rows(np.eye(8))
+print(time.perf_counter() - start)
+"""
+
+
+def first_call_seconds(cache_dir: str) -> float:
+    """Import the kernels and call each once in a fresh process using `cache_dir`."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", _JIT_PROBE], env=env, capture_output=True,
+                         text=True, check=True, timeout=600)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+@perf.measurement("store.jit", "first call of every kernel: compile vs load from cache")
+def _jit(options: perf.Options) -> list[perf.Result]:
+    with tempfile.TemporaryDirectory(prefix="dispenser-numba-") as cache_dir:
+        compile_s = first_call_seconds(cache_dir)  # empty cache: what no cache=True costs
+        cached_s = first_call_seconds(cache_dir)  # the cache written by the first run
+    return [perf.Result("store.jit first call, compiling (no cache)", compile_s, 1),
+            perf.Result("store.jit first call, cache=True warm", cached_s, 1,
+                        note=f"{_ratio(compile_s, cached_s)} faster than compiling")]
+
+
+def store_footprint(capacity: int, dim: int = DIM) -> int:
+    """Bytes the store allocates (tracemalloc) for `capacity` slots."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = TemplateStore(StoreSettings(capacity=capacity), threshold=0.93, dim=dim,
+                              clock=VirtualClock(0.0), start_sweeper=False,
+                              zeroise_on_signals=False)
+        used = tracemalloc.get_traced_memory()[0] - before
+        store.close()
+    finally:
+        tracemalloc.stop()
+    return int(used)
+
+
+def slot_bytes(dim: int = DIM) -> int:
+    """Bytes per slot: the template row plus state, two timestamps, order, key, generation."""
+    return dim * 4 + 1 + 8 + 8 + 8 + 4 + 8
+
+
+@perf.measurement("store.memory", "allocated bytes = capacity x slot size + constant")
+def _memory(options: perf.Options) -> list[perf.Result]:
+    results = []
+    for capacity in (1024,) if options.quick else (1024, 65536, 1_048_576):
+        used = store_footprint(capacity)
+        expected = capacity * slot_bytes()
+        results.append(perf.Result(
+            f"store.memory capacity={capacity}", used, 1, unit="B",
+            note=f"capacity x {slot_bytes()} B = {expected} B, "
+                 f"constant {used - expected} B (keys, scratch)"))
+    return results
