@@ -3,6 +3,7 @@ refused models."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -198,3 +199,12 @@ def test_missing_detector_model_is_refused(tmp_path: Path,
     (folder / "mtcnn_onet.onnx").unlink()
     with pytest.raises(DispenserError, match=r"mtcnn_onet\.onnx cannot be read.*sha256"):
         FacePipeline(Settings().vision, threads=1, embedder=object())  # type: ignore[arg-type]
+
+
+def test_embedder_precision_setting_selects_the_int8_model(astronaut_bgr: np.ndarray,
+                                                           reference: np.ndarray) -> None:
+    vision = dataclasses.replace(Settings().vision, embedder_precision="int8")
+    with FacePipeline(vision, threads=1) as pipe:
+        quantised = template(pipe, astronaut_bgr)
+    similarity = float(reference @ quantised)
+    assert 0.98 < similarity < 1.0 - 1e-7  # close to float32, but not the float32 model

@@ -75,9 +75,10 @@ class FacePipeline:
             detector = MtcnnDetector(min_face_px=vision.min_face_px,
                                      max_side_px=vision.detect_max_side_px, threads=threads)
         if embedder is None:
-            from dispenser.vision.embedder import Embedder
+            from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
 
-            embedder = Embedder(threads=threads)
+            embedder = Embedder(threads=threads,
+                                model=EMBEDDER_MODELS[vision.embedder_precision])
         self._detector = detector
         self._embedder = embedder
         self._rgb = _Scratch(3)
