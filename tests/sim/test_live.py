@@ -46,7 +46,7 @@ def test_scripted_story_serves_denies_and_forgets_with_a_headless_preview() -> N
     assert [o["observed"] for o in result.outcomes] == ["served", "denied", "served"]
     decisions = [r.decision for r in rows if r.decision]
     assert decisions == ["DISPENSE", "DENY", "DISPENSE"]
-    deleted = [r for r in rows if "deleted at retention" in r.event]
+    deleted = [r for r in rows if "deleted: retention" in r.event]
     assert [r.who for r in deleted] == ["A", "B"]
     assert deleted[-1].occupancy == 0 and result.counters["store_occupancy"] == 0
     assert result.counters["paper_mm"] >= 2 * _SETTINGS.dispense.ribbon_mm

@@ -32,7 +32,7 @@ def test_default_simulate_shows_served_denied_and_deleted_headless() -> None:
     assert "real:" in out and "simulated:" in out  # says which stages are which
     assert "DISPENSE" in out and "paper out" in out
     assert "DENY" in out
-    assert "template deleted at retention" in out
+    assert "deleted: retention 600 s reached" in out
     assert "no-scan button" in out
     assert "scripted visits behaving as expected: 5/5" in out
     assert "still in RAM 0" in out
@@ -126,5 +126,5 @@ def test_images_run_the_real_pipeline_with_a_headless_preview(
     out = capsys.readouterr().out
     assert "vision pipeline: detection" in out.split("simulated:")[0]
     assert "preview:   no display" in out
-    assert "DISPENSE" in out and "template deleted at retention" in out
+    assert "DISPENSE" in out and "deleted: retention 600 s reached" in out
     assert "still in RAM 0" in out

@@ -19,6 +19,8 @@ step they become due (the store's own sweeper thread would do the same within
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,12 +31,15 @@ import numpy as np
 
 from dispenser.clock import Clock, ScaledClock, VirtualClock
 from dispenser.config import Settings
+from dispenser.logsafe import event
 from dispenser.service import DispenserService, Event, FrameSource, Message
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.state import State, Transition
 from dispenser.sim.preview import Preview
 from dispenser.sim.scripted import ScriptedVisit, SyntheticCamera
-from dispenser.sim.timeline import Row
+from dispenser.sim.timeline import Row, clock_text
+
+_log = logging.getLogger("dispenser.sim")
 
 ACTIVE_FRAME_S = 0.1     # frame period while someone is in view or the machine is busy
 IDLE_FRAME_S = 1.0       # ... and while nobody is there
@@ -150,7 +155,11 @@ class _Machine:
 
     def close(self) -> None:
         while self._closers:
-            self._closers.pop()()
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # keep closing the rest (the store zeroises on close)
+                event(_log, "close_failed", logging.WARNING, kind=type(exc).__name__)
 
 
 class LiveDriver:
@@ -168,17 +177,17 @@ class LiveDriver:
         self._preview = preview
         self._t0 = clock.now()
         self.result = LiveResult()
-        self._served: list[tuple[str, float]] = []   # (who, decided at) of live templates
+        self._served: list[tuple[str, float]] = []   # (who, taken at) of live templates
         self._deciding: tuple[str, float] | None = None
         self._deletions = 0
         self._frames = _KeepLastFrame(frames)
         self._shown: np.ndarray | None = None
-        self.machine = _Machine(settings, clock, self._frames, self.pipeline, self.display,
-                                self._on_transition)
         # (time, who, outcome): "served", "denied", "failed" or "button"
         self.decisions: list[tuple[float, str, str]] = []
         self.button_who = "someone"   # who pressed the no-scan button last (for the rows)
         self.button_pressed_at: float | None = None  # a press the service has not seen yet
+        self.machine = _Machine(settings, clock, self._frames, self.pipeline, self.display,
+                                self._on_transition)
 
     # -------------------------------------------------------------------- events
 
@@ -194,10 +203,8 @@ class LiveDriver:
     def _on_transition(self, step: Transition) -> None:
         t = step.at - self._t0
         ev = step.event
-        if ev is Event.BUTTON_PRESSED:
-            self.button_pressed_at = None
         if ev is Event.HOLD_COMPLETE:
-            self._deciding = (self._who(t), step.at)
+            self._deciding = (self._who(t), t)
         elif ev is Event.DECIDED_DISPENSE:
             who = self._deciding[0] if self._deciding else self._who(t)
             self.row(who, f"held still {self.settings.vision.hold_still_s:g} s, no match in "
@@ -216,6 +223,7 @@ class LiveDriver:
             self.row(who, "dispense failed: reservation rolled back", "FAULT")
             self.decisions.append((t, who, "failed"))
         elif ev is Event.BUTTON_PRESSED:
+            self.button_pressed_at = None
             self.row(self.button_who, "no-scan button: short ribbon, no face processing",
                      "BUTTON")
         elif ev is Event.BUTTON_DONE:
@@ -229,9 +237,10 @@ class LiveDriver:
         deletions = self.machine.store.counters().deletions
         while self._deletions < deletions:
             self._deletions += 1
-            who = self._served.pop(0)[0] if self._served else "-"
-            self.row(who, f"template deleted at retention "
-                          f"({self.settings.store.retention_s:g} s after it was taken)")
+            who, taken = self._served.pop(0) if self._served else ("-", math.nan)
+            when = f"from {clock_text(taken)} " if math.isfinite(taken) else ""
+            self.row(who, f"template {when}deleted: retention "
+                          f"{self.settings.store.retention_s:g} s reached")
 
     # ---------------------------------------------------------------------- steps
 
