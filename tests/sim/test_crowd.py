@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
-from dispenser.config import Settings
+import numpy as np
+import pytest
+
+from dispenser.config import Settings, StoreSettings
 from dispenser.sim.crowd import (
     Crowd,
     CrowdReport,
@@ -16,7 +19,7 @@ from dispenser.sim.crowd import (
 )
 from dispenser.sim.identities import IdentityModel, Population, SimilarityStats
 from dispenser.sim.report import to_json
-from dispenser.sim.scenario import Scenario
+from dispenser.sim.scenario import Scenario, ScenarioError
 
 # An embedder that never confuses anyone, so the scoring itself is what is tested.
 _CRISP = SimilarityStats(0.995, 0.002, 0.30, 0.05, source="crisp test embedder")
@@ -116,3 +119,20 @@ def test_study_runs_the_configured_settings_and_every_sweep_point(
     assert (configured.threshold, configured.deny_window_s) == (0.93, 540.0)
     assert configured.served > 0 and configured.repeat_blocked > 0
     assert configured.paper_mm < configured.free_paper_mm
+
+
+def test_a_full_store_evicts_the_oldest_and_fails_open() -> None:
+    small = Settings(store=dataclasses.replace(Settings().store, capacity=2))
+    # 0, 1, 2 fill and overflow a 2-slot store: 0's entry is evicted, so 0 coming back
+    # inside the deny window is served again (a false admit caused by the eviction).
+    visits = [(0.0, 0), (20.0, 1), (40.0, 2), (60.0, 0)]
+    r = run_crowd(_crowd(visits), _SCENARIO, small, RunSettings(0.93, 540.0))
+    assert r.evictions >= 1 and r.false_admits == 1 and r.false_denials == 0
+    assert r.peak_occupancy == 2
+
+
+def test_sweep_windows_longer_than_the_configured_retention_are_refused(
+        short_scenario: Scenario) -> None:
+    short = Settings(store=StoreSettings(deny_window_s=200.0, retention_s=300.0))
+    with pytest.raises(ScenarioError, match="deny window 540 s exceeds"):
+        study(short_scenario, short, _CRISP, seed=1)

@@ -42,7 +42,7 @@ from dispenser.sim.identities import (
     SimilarityStats,
     sample_similarities,
 )
-from dispenser.sim.scenario import Scenario
+from dispenser.sim.scenario import Scenario, ScenarioError
 from dispenser.store import TemplateStore
 
 # The simulated controller's nominal feed speed (firmware_sim.plant.NOMINAL_MM_S).
@@ -183,9 +183,7 @@ class _Machine:
 
     def __init__(self, settings: Settings, run: RunSettings, scenario: Scenario,
                  clock: VirtualClock) -> None:
-        store_settings = dataclasses.replace(
-            settings.store, deny_window_s=run.deny_window_s,
-            retention_s=max(settings.store.retention_s, run.deny_window_s))
+        store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
         self.store = TemplateStore(store_settings, threshold=run.threshold, clock=clock,
                                    start_sweeper=False, zeroise_on_signals=False)
@@ -375,6 +373,12 @@ def study(scenario: Scenario, settings: Settings, stats: SimilarityStats, seed: 
           progress: Callable[[int, int], None] | None = None) -> CrowdReport:
     """Generate the scenario's crowd once, replay it for the configured settings and every
     sweep point; `progress(done, total)` is called after each run."""
+    retention = settings.store.retention_s
+    too_long = [w for w in scenario.sweep.deny_windows_s if w > retention]
+    if too_long:
+        raise ScenarioError(f"sweep: deny window {too_long[0]:g} s exceeds the configured "
+                            f"store.retention_s = {retention:g} (a deny window never "
+                            "outlasts retention)")
     model = IdentityModel.fit(stats)
     crowd = generate_crowd(scenario, model, seed)
     configured_point = RunSettings(settings.match.threshold, settings.store.deny_window_s)
