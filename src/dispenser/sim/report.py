@@ -233,7 +233,8 @@ def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
         ax.axvline(th, color="grey", linewidth=0.6)
     ax.axvline(report.settings.match.threshold, color="red", label="configured threshold")
     ax.set_xlabel("cosine similarity of two templates (synthetic identity model)")
-    ax.set_title(f"Similarity model: {report.stats.source[:70]}")
+    kind = report.stats.source.split(":")[0]  # "provisional" or "measured"
+    ax.set_title(f"Synthetic identities, calibrated on {kind} embedder statistics")
     ax.legend()
     return fig
 
