@@ -32,9 +32,10 @@ class Probe:
                  settings: SerialSettings) -> None:
         self.link, self.sim, self.settings = link, sim, settings
 
-    def dispense(self, mm: int = 600, during: str | None = None, **kw: int
-                 ) -> tuple[DispenseResult, float]:
-        """Dispense; `during` is a fault injected once the motor is running."""
+    def dispense(self, mm: int = 600, during: str | None = None, after_mm: float = 0.0,
+                 **kw: int) -> tuple[DispenseResult, float]:
+        """Dispense; `during` is a fault injected once the motor is running and has fed
+        `after_mm`."""
         starts, out = self.sim.motor_starts, self.sim.paper_out_mm
         box: list[DispenseResult] = []
         t0 = time.monotonic()
@@ -42,6 +43,7 @@ class Probe:
         worker.start()
         if during is not None:
             assert wait_for(lambda: self.sim.motor_on, 2.0)
+            assert wait_for(lambda: self.sim.paper_out_mm - out >= after_mm, 2.0)
             self.sim.inject(during, **kw)
         worker.join(timeout=_bound(self.settings) + 5)
         elapsed = time.monotonic() - t0
@@ -126,15 +128,15 @@ def test_hang_while_running_ends_with_the_watchdog(probe: Probe) -> None:
 
 
 def test_reset_mid_dispense_reports_what_went_out(probe: Probe) -> None:
-    r, fed = probe.dispense(1500, during="reset")
+    r, fed = probe.dispense(1500, during="reset", after_mm=300)
     assert (r.ok, r.error, r.dispensed_known) == (False, "reset", True), r
-    assert 0 < fed < 1500 and abs(r.dispensed_mm - fed) <= 1, (r, fed)
+    assert 300 <= fed < 1500 and abs(r.dispensed_mm - fed) <= 1, (r, fed)
     assert probe.link.counters.controller_resets == 1
     probe.recovers()
 
 
 def test_power_cycle_mid_dispense_reports_an_unknown_length(probe: Probe) -> None:
-    r, fed = probe.dispense(1500, during="power_cycle", ms=200)
+    r, fed = probe.dispense(1500, during="power_cycle", after_mm=300, ms=200)
     assert (r.ok, r.error, r.dispensed_known) == (False, "reset", False), r
     assert fed > 0 and not probe.sim.motor_on
     probe.recovers()
