@@ -17,7 +17,9 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from dispenser.sim.live import MAX_SPEED
 DEFAULT_SPEED = 100.0
 DEFAULT_SEED = 1
 LIVE_FORMAT = "dispenser-live-run/1"
+EXIT_INTERRUPTED = 130  # as the CLI returns for Ctrl-C elsewhere (docs/operator.md)
 
 
 def _speed(text: str) -> float:
@@ -162,12 +165,19 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     if show_rows:
         _print_intro(args, settings, stages, preview_note)
         print(HEADER)
-    if scripted:
-        result, mode = _run_story(args, settings, emit, progress, preview), "scripted"
-    else:
-        result, mode = _run_frames(args, settings, emit, progress, preview)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        if scripted:
+            result = _run_story(args, settings, emit, progress, preview, stop)
+            mode = "scripted"
+        else:
+            result, mode = _run_frames(args, settings, emit, progress, preview, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     bar.clear()
     ok = all(o["expected"] == o["observed"] for o in result.outcomes)
+    interrupted = stop.is_set()
     if args.json:
         doc: dict[str, Any] = {
             "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
@@ -182,6 +192,8 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
         _print_summary(result, settings)
+    if result.stopped_early:
+        return EXIT_INTERRUPTED if interrupted else EXIT_OK
     return EXIT_OK if ok else EXIT_FAILURE
 
 
@@ -212,23 +224,23 @@ def _print_intro(args: argparse.Namespace, settings: Settings, stages: dict[str,
 def _print_summary(result: Any, settings: Settings) -> None:
     c = result.counters
     print()
-    print(f"after {result.duration_s / 60:.1f} simulated minutes: served {c['served']}, "
+    print(f"after {result.duration_s / 60:.1f} minutes of machine time: served {c['served']}, "
           f"denied {c['denied']}, no-scan button {c['button_served']}, paper "
           f"{c['paper_mm'] / 1000:.2f} m; templates deleted at retention "
           f"{c['store_deletions']}, still in RAM {c['store_occupancy']}")
-    if result.outcomes:
+    if result.stopped_early:
+        print("stopped early (Ctrl-C or the preview was closed)")
+    elif result.outcomes:
         good = sum(o["expected"] == o["observed"] for o in result.outcomes)
         print(f"scripted visits behaving as expected: {good}/{len(result.outcomes)}")
         for o in result.outcomes:
             if o["expected"] != o["observed"]:
                 print(f"  {o['who']} at {o['at']} s: expected {o['expected']}, "
                       f"got {o['observed']}")
-    if result.stopped_early:
-        print("stopped early (preview closed)")
 
 
 def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
-               preview: Any) -> Any:
+               preview: Any, stop: threading.Event) -> Any:
     from dispenser.sim.identities import IdentityModel, embedder_stats
     from dispenser.sim.live import run_scripted
     from dispenser.sim.scripted import SyntheticVision, default_script, script_end
@@ -236,11 +248,12 @@ def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress
     script = default_script(settings)
     vision = SyntheticVision(script, IdentityModel.fit(embedder_stats()), args.seed)
     return run_scripted(settings, script, vision, script_end(script, settings),
-                        speed=args.speed, emit=emit, progress=progress, preview=preview)
+                        speed=args.speed, emit=emit, progress=progress, preview=preview,
+                        stop=stop)
 
 
 def _run_frames(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
-                preview: Any) -> tuple[Any, str]:
+                preview: Any, stop: threading.Event) -> tuple[Any, str]:
     from dispenser.clock import BootClock, Clock, VirtualClock
     from dispenser.service.frames import FrameSourceError, open_source
     from dispenser.sim.live import START_S, run_frames
@@ -264,5 +277,5 @@ def _run_frames(args: argparse.Namespace, settings: Settings, emit: Any, progres
             raise DispenserError(str(exc)) from None
     pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
     result = run_frames(settings, frames, pipeline, clock, speed=args.speed, emit=emit,
-                        progress=progress, preview=preview, max_s=args.duration)
+                        progress=progress, preview=preview, stop=stop, max_s=args.duration)
     return result, mode

@@ -340,6 +340,7 @@ def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, e
             clock.advance(dt)
             driver.machine.store.sweep()
             pacer.wait()
+        driver.result.stopped_early |= stop.is_set()
         driver.finish()
         driver.result.outcomes = _outcomes(script, driver.decisions, settings)
     finally:
@@ -415,6 +416,7 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
                 pacer.wait()
             else:
                 clock.sleep_until(clock.now() + CAMERA_POLL_S, stop)
+        driver.result.stopped_early |= stop.is_set()
         if virtual is not None and pacer is not None and not driver.result.stopped_early:
             _until_forgotten(driver, virtual, pacer, stop)
         driver.finish()
