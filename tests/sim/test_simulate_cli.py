@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,17 @@ def test_images_run_the_real_pipeline_with_a_headless_preview(
     assert "preview:   no display" in out
     assert "DISPENSE" in out and "deleted: retention 600 s reached" in out
     assert "still in RAM 0" in out
+
+
+def test_ctrl_c_stops_the_story_with_its_summary() -> None:
+    env = {**os.environ, "DISPLAY": ""}
+    with subprocess.Popen([sys.executable, "-m", "dispenser", "simulate"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "steps up" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=_BOUND_S)
+    assert proc.returncode == 130
+    assert "stopped early" in out
