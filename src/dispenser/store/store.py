@@ -262,7 +262,7 @@ class TemplateStore:
             self._closed = True
             self._buf.zeroise()
             self._finalizer.detach()  # nothing left for the exit-time call to do
-        event(_log, "store_closed")
+        event(_log, "store_closed", logging.DEBUG)
 
     def emergency_zeroise(self) -> None:
         """For the signal handler: zeros everywhere now, without the lock; store closed."""
