@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 # Modules whose import registers measurements. Vision adds its module here.
 MEASUREMENT_MODULES: tuple[str, ...] = (
     "dispenser.store.bench",
+    "dispenser.vision.bench",
 )
 
 

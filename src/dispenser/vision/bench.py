@@ -1,0 +1,105 @@
+"""Vision measurements for `dispenser bench`: detect, align, embed, on this machine.
+
+Registered in `dispenser.perf` (see its docstring). The frame is the public-domain
+astronaut portrait shipped in `dispenser.data` (a public figure's NASA photo, not a
+visitor's face), cropped to 4:3 so a 640x480 and a 320x240 frame each hold one face and
+every stage of the detector runs. The detector's minimum face size is lowered to 40 px so
+the face (~56 px high) is found in the 320x240 frame too. A frame with no face is measured
+as well: that is what the machine does most of the day. Comparisons are made in the same
+run: 2 threads against 1, the int8 embedder against float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from dispenser import perf
+from dispenser.config import Settings
+from dispenser.vision.align import CHIP_SIZE, align_face
+from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.images import load_image_bgr
+from dispenser.vision.pipeline import FacePipeline
+
+FRAME_SIZES = ((640, 480), (320, 240))
+BENCH_MIN_FACE_PX = 40
+
+
+def _frame(size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """The shipped portrait's top 3/4 (4:3), resized to `size`, as BGR."""
+    path = Path(str(importlib.resources.files("dispenser.data").joinpath("astronaut.png")))
+    portrait = load_image_bgr(path)
+    crop = portrait[: portrait.shape[1] * 3 // 4]
+    return np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def _pipeline(threads: int) -> FacePipeline:
+    vision = dataclasses.replace(Settings().vision, min_face_px=BENCH_MIN_FACE_PX)
+    return FacePipeline(vision, threads=threads)
+
+
+@perf.measurement("vision.detect", "face detection + quality gate per frame (1 and 2 threads)")
+def _detect(options: perf.Options) -> list[perf.Result]:
+    frames = {f"{w}x{h}": _frame((w, h)) for w, h in FRAME_SIZES}
+    frames["640x480 no face"] = np.full((480, 640, 3), 128, np.uint8)
+    timed: dict[tuple[str, int], perf.Result] = {}
+    for threads in (1, 2):
+        pipe = _pipeline(threads)
+        for label, frame in frames.items():
+            expected = 0 if "no face" in label else 1
+            if len(pipe.detect(frame)) != expected:
+                raise RuntimeError(f"bench frame {label}: expected {expected} face(s)")
+            timed[label, threads] = perf.timed(f"vision.detect {label} {threads}t",
+                                               partial(pipe.detect, frame), options)
+        pipe.close()
+    return [dataclasses.replace(r, note=f"{timed[label, 1].value / r.value:.2f}x 1 thread")
+            if threads == 2 else r for (label, threads), r in timed.items()]
+
+
+@perf.measurement("vision.align", "5 landmarks -> 150x150 chip (one face)")
+def _align(options: perf.Options) -> list[perf.Result]:
+    frame = _frame(FRAME_SIZES[0])
+    pipe = _pipeline(1)
+    (face,) = pipe.detect(frame)
+    pipe.close()
+    rgb = np.ascontiguousarray(frame[:, :, ::-1])
+    chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    try:
+        return [perf.timed("vision.align", lambda: align_face(rgb, face.box, face.landmarks,
+                                                             chip), options)]
+    finally:
+        chip.fill(0)
+        rgb.fill(0)
+
+
+@perf.measurement("vision.embed", "chip -> template, float32 and int8 (1 and 2 threads)")
+def _embed(options: perf.Options) -> list[perf.Result]:
+    frame = _frame(FRAME_SIZES[0])
+    pipe = _pipeline(1)
+    (face,) = pipe.detect(frame)
+    pipe.close()
+    rgb = np.ascontiguousarray(frame[:, :, ::-1])
+    chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    align_face(rgb, face.box, face.landmarks, chip)
+    rgb.fill(0)
+    out = np.zeros(128, np.float32)
+    results: dict[tuple[str, int], perf.Result] = {}
+    try:
+        for precision in ("float32", "int8"):
+            for threads in (1, 2):
+                embedder = Embedder(threads=threads, model=EMBEDDER_MODELS[precision])
+                results[precision, threads] = perf.timed(
+                    f"vision.embed {precision} {threads}t",
+                    partial(embedder.embed, chip, out), options)
+    finally:
+        chip.fill(0)
+        out.fill(0)
+    return [dataclasses.replace(r, note=f"{results['float32', threads].value / r.value:.2f}x "
+                                        "float32") if precision != "float32" else r
+            for (precision, threads), r in results.items()]
