@@ -11,18 +11,27 @@ from dispenser.vision.tracker import (
     LOST_AFTER_FRAMES,
     LOST_AFTER_S,
     MAX_CENTRE_SHIFT,
+    MAX_LANDMARK_SHIFT,
     FaceTracker,
     Track,
     iou,
+    landmark_shift,
 )
 
 OK = QualityReport(ok=True, reason="ok")
 BLURRY = QualityReport(ok=False, reason="blurry")
 
 
-def face(x: float, y: float = 100.0, size: float = 100.0, quality: QualityReport = OK) -> Face:
-    return Face(box=(x, y, x + size, y + size), score=0.99,
-                landmarks=np.zeros((5, 2), np.float32), quality=quality)
+# Landmarks of a frontal face in a unit box (eyes, nose, mouth corners).
+UNIT_LANDMARKS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]],
+                          np.float32)
+
+
+def face(x: float, y: float = 100.0, size: float = 100.0, quality: QualityReport = OK,
+         landmarks: np.ndarray | None = None) -> Face:
+    points = UNIT_LANDMARKS * size + np.array([x, y], np.float32) if landmarks is None \
+        else landmarks
+    return Face(box=(x, y, x + size, y + size), score=0.99, landmarks=points, quality=quality)
 
 
 def step(tracker: FaceTracker, clock: VirtualClock, faces: list[Face],
@@ -110,6 +119,18 @@ def test_two_people_get_two_tracks_and_keep_them(clock: VirtualClock) -> None:
     swapped = step(tracker, clock, [face(402), face(52)])
     ids = {t.face.box[0]: t.id for t in swapped}
     assert ids[52] == a.id and ids[402] == b.id
+
+
+def test_an_overlapping_box_with_a_different_face_starts_a_new_track(
+        clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    (a,) = tracker.update([face(100)])
+    # Same box, but the landmarks sit somewhere else entirely (another person's face
+    # detected in an overlapping box): not the same track.
+    elsewhere = UNIT_LANDMARKS * 100 + np.array([100, 160], np.float32)
+    tracks = step(tracker, clock, [face(100, landmarks=elsewhere)])
+    assert landmark_shift(a.face, tracks[-1].face) > MAX_LANDMARK_SHIFT
+    assert [t.id for t in tracks if t.missed == 0] != [a.id]
 
 
 def test_reset_forgets_everything(clock: VirtualClock) -> None:

@@ -6,11 +6,12 @@ and stops a passer-by from being scanned. This module supplies the two facts the
 needs for that: which face in this frame is the same as in the last one (a track id), and
 for how long that face has been steady and of good quality (`steady_s`).
 
-Association is greedy on box overlap (IoU), best pairs first; a face that overlaps no
-live track starts a new one. Steadiness is measured against an *anchor* (the box where the
-current still period began), not frame to frame, so it does not depend on the frame rate:
-slow drift adds up and resets it as surely as a jump does. Time comes from the injected
-clock only.
+Association is greedy on box overlap (IoU), best pairs first, and a pair is refused when
+the landmarks moved too far for the box's size (a different face whose box happens to
+overlap, e.g. someone leaning in front); a face that matches no live track starts a new
+one. Steadiness is measured against an *anchor* (the box where the current still period
+began), not frame to frame, so it does not depend on the frame rate: slow drift adds up
+and resets it as surely as a jump does. Time comes from the injected clock only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
 from dispenser.clock import Clock
 from dispenser.vision.face import Face
 
@@ -27,6 +30,11 @@ MIN_IOU: Final = 0.3
 """Overlap a face needs with a track's last box to continue it. At 5-15 fps a person
 standing in front of the machine overlaps their previous box by far more; two people side
 by side overlap by far less."""
+
+MAX_LANDMARK_SHIFT: Final = 0.5
+"""A face continues a track only if its landmarks moved, on average, by at most this
+fraction of the track's box width since the last frame: far more than a person moves
+between frames, far less than the distance between two different faces' eyes."""
 
 MAX_CENTRE_SHIFT: Final = 0.15
 """Steady means the box centre stays within this fraction of the box width of the anchor
@@ -83,6 +91,14 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / union if union > 0 else 0.0
 
 
+def landmark_shift(previous: Face, face: Face) -> float:
+    """Mean landmark displacement between two faces, in widths of `previous`'s box."""
+    if previous.width <= 0:
+        return float("inf")
+    moved = np.linalg.norm(face.landmarks.astype(np.float64) - previous.landmarks, axis=1)
+    return float(moved.mean()) / previous.width
+
+
 def is_still(anchor: Face, face: Face) -> bool:
     """True if `face` is within the steadiness bounds of `anchor`."""
     size = anchor.width
@@ -113,7 +129,8 @@ class FaceTracker:
         for overlap, ti, fi in pairs:
             if overlap < MIN_IOU:
                 break
-            if ti in used_tracks or fi in used_faces:
+            if ti in used_tracks or fi in used_faces \
+                    or landmark_shift(self._tracks[ti].face, faces[fi]) > MAX_LANDMARK_SHIFT:
                 continue
             used_tracks.add(ti)
             used_faces.add(fi)
