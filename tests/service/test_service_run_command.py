@@ -97,3 +97,33 @@ def test_run_refuses_an_unreadable_video_file(tmp_path: Path, content: bytes) ->
     done = _dispenser("run", "--source", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip() == f"dispenser: error: camera: cannot decode video file {bad}"
+
+
+def test_a_step_that_never_returns_ends_the_process_after_zeroising(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from dispenser.clock import VirtualClock
+    from dispenser.commands import run as run_command
+
+    clock = VirtualClock(100.0)
+    service = SimpleNamespace(last_step_at=100.0)
+    zeroised = threading.Event()
+    exited: list[int] = []
+
+    monkeypatch.setattr(run_command.os, "_exit", exited.append)
+    dog = run_command._StuckStepWatchdog(service, clock, 30.0,  # type: ignore[arg-type]
+                                         zeroised.set, threading.Event())
+    dog.start()
+    for _ in range(20):                 # steps keep returning: nothing happens
+        clock.advance(1.0)
+        service.last_step_at = clock.now()
+    frozen = clock.now()                # then one step hangs
+    while clock.now() < frozen + 29.0:
+        clock.advance(1.0)
+    assert not zeroised.wait(0.3)
+    clock.advance(2.0)                  # 31 s > 3 x vision.watchdog_s
+    assert zeroised.wait(5.0)
+    dog.join(5.0)
+    assert exited == [1]

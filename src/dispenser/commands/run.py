@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _stop_on_signals(stop)
         _StuckStepWatchdog(machine.service, clock,
                            STUCK_FACTOR * settings.vision.watchdog_s,
-                           machine.emergency_stop).start()
+                           machine.emergency_stop, stop).start()
         event(_log, "started", source=repr(frames.name), port=repr(settings.serial.port),
               state_dir=repr(str(status_dir)))
         machine.service.run(stop)
@@ -156,19 +156,19 @@ class _StuckStepWatchdog(threading.Thread):
     Restart=on-failure brings the machine back. The store is zeroised first."""
 
     def __init__(self, service: DispenserService, clock: Clock, limit_s: float,
-                 before_exit: Callable[[], Any]) -> None:
+                 before_exit: Callable[[], Any], stop: threading.Event) -> None:
         super().__init__(name="step-watchdog", daemon=True)
         self._service = service
         self._clock = clock
         self._limit = limit_s
         self._before_exit = before_exit
+        self._halt = stop
 
     def run(self) -> None:
-        never = threading.Event()
-        while True:
-            self._clock.sleep_until(self._clock.now() + 1.0, never)
+        while self._clock.sleep_until(self._clock.now() + 1.0, self._halt):
             stuck_for = self._clock.now() - self._service.last_step_at
             if stuck_for > self._limit:
                 event(_log, "pipeline_stuck", logging.CRITICAL, seconds=round(stuck_for))
                 self._before_exit()
                 os._exit(EXIT_FAILURE)
+                return  # only reached where os._exit is replaced (tests)
