@@ -119,3 +119,13 @@ def test_bad_arguments_are_one_line_errors() -> None:
     det = MtcnnDetector(min_face_px=40, max_side_px=640, threads=1)
     with pytest.raises(DispenserError, match="HxWx3 uint8"):
         det.detect(np.zeros((100, 100), np.uint8))
+
+
+def test_a_face_cut_by_the_frame_edge_is_handled(detector: MtcnnDetector,
+                                                 astronaut_bgr: np.ndarray) -> None:
+    """Crops reaching outside the frame are zero-padded, not wrapped or refused."""
+    cut = np.ascontiguousarray(astronaut_bgr[:, 215:, ::-1])  # the face's left third is gone
+    faces = detector.detect(cut)
+    for face in faces:
+        assert np.isfinite(face.landmarks).all() and 0.7 <= face.score <= 1.0
+    assert any(face.box[0] < 0 for face in faces)  # the box extends past the edge
