@@ -62,6 +62,9 @@ class FrameSource(Protocol):
 def _cv2() -> Any:
     import cv2  # heavy import kept out of module import time (CLI start-up)
 
+    # OpenCV's own stderr warnings ("can't open camera by index") would repeat on every
+    # re-open attempt; the service logs one line of its own instead.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
 
 
