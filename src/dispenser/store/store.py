@@ -144,7 +144,12 @@ def _wipe(probe: object) -> None:
 
 
 class TemplateStore:
-    """Fixed-capacity, RAM-only store of recently served templates (see module docstring)."""
+    """Fixed-capacity, RAM-only store of recently served templates (see module docstring).
+
+    `start_sweeper` runs the deletion timer thread (tests may drive `sweep()` by hand);
+    `zeroise_on_signals` installs the SIGTERM/SIGINT handlers of `exit_hooks` (main thread
+    only; they chain to whatever was installed before).
+    """
 
     def __init__(self, settings: StoreSettings, *, threshold: float, dim: int = 128,
                  clock: Clock, start_sweeper: bool = True,
