@@ -37,6 +37,9 @@ def test_choose_target_prefers_the_current_then_the_largest_passing_face() -> No
     assert choose_target(tracks, 1, set()) is small          # sticks to the current one
     assert choose_target(tracks, None, {2}) is small         # decided ones are skipped
     assert choose_target([blurry, gone], None, set()) is None
+    small.steady_since, small.now = 0.0, 2.0      # steady for 2 s; `big` is moving
+    big.steady_since, big.now = 2.0, 2.0
+    assert choose_target(tracks, None, set()) is small
 
 
 def test_hold_still_keeps_the_best_k_and_builds_a_unit_probe() -> None:

@@ -30,9 +30,10 @@ def box_area(box: tuple[float, float, float, float]) -> float:
 def choose_target(tracks: Iterable[Any], current_id: int | None,
                   excluded: set[int]) -> Any | None:
     """The track to serve: the current target while it is still in view, else the
-    largest (closest) face in view that passes the quality gate and was not decided in
-    this visit. Sticking to the current target keeps a second person stepping in behind
-    from resetting someone's hold-still."""
+    largest (closest) *steady* face in view that passes the quality gate and was not
+    decided in this visit (the largest moving one if none is steady). Sticking to the
+    current target keeps a second person stepping in behind, or someone walking past close
+    to the camera, from resetting someone's hold-still."""
     candidates = [t for t in tracks
                   if not t.lost and t.id not in excluded and t.face.quality.ok]
     for t in candidates:
@@ -40,7 +41,7 @@ def choose_target(tracks: Iterable[Any], current_id: int | None,
             return t
     if not candidates:
         return None
-    return max(candidates, key=lambda t: box_area(t.face.box))
+    return max(candidates, key=lambda t: (t.steady_s > 0.0, box_area(t.face.box)))
 
 
 class HoldStill:
