@@ -7,9 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import RawClient, wait_for
+import pytest
+from conftest import RawClient, request_budget, wait_for
 
-from dispenser.motor import ControllerState, MotorLink
+from dispenser.clock import BootClock
+from dispenser.config import SerialSettings
+from dispenser.motor import ControllerState, DispenseResult, MotorError, MotorLink
 from dispenser.motor import protocol as P
 from dispenser.motor.messages import Capabilities, ControllerStatus, decode_error
 from firmware_sim import SimulatedController
@@ -156,3 +159,25 @@ def test_status_dict(link: MotorLink) -> None:
     assert s["last_seq"] == r.seq and s["last_result"] == "done"
     assert s["last_dispensed_mm"] == r.dispensed_mm and s["paper"] == "present"
     assert s["firmware"] == "1.0.0" and s["state"] == "ready"
+
+
+def test_a_second_link_on_the_same_port_is_refused_clearly(
+        link: MotorLink, serial_settings: SerialSettings) -> None:
+    with pytest.raises(MotorError, match="in use by another process"):
+        MotorLink(serial_settings, BootClock()).open()
+    assert link.status()["state"] == "ready"  # the first one is undisturbed
+
+
+def test_close_ends_a_blocked_dispense(serial_settings: SerialSettings,
+                                       sim: SimulatedController) -> None:
+    link = MotorLink(serial_settings, BootClock())
+    link.open()
+    sim.inject("slip")  # a ribbon that would take the whole run-time limit
+    results: list[DispenseResult] = []
+    t = threading.Thread(target=lambda: results.append(link.dispense(600)))
+    t.start()
+    assert wait_for(lambda: sim.motor_on)
+    link.close()
+    t.join(timeout=2 * request_budget(serial_settings) + 1)
+    assert not t.is_alive() and not results[0].ok
+    assert wait_for(lambda: not sim.motor_on)  # heartbeat loss stops it on the controller

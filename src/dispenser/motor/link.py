@@ -58,6 +58,16 @@ _log = logging.getLogger("dispenser.motor")
 _MAX_QUEUED = 16
 
 
+def _open_failure(exc: BaseException) -> str:
+    """Why a serial device did not open, in words an installer can act on."""
+    text = str(exc)
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return "permission denied (add this user to the 'dispenser' group: hw/README.md)"
+    if "lock" in text:
+        return "in use by another process"
+    return "could not open the device"
+
+
 class _NoReply(Exception):
     """A request got no answer in its whole retry budget."""
 
@@ -98,6 +108,7 @@ class MotorLink:
         self._caps: Capabilities | None = None
         self._need_hello = True
         self._offline = True
+        self._open_error = ""
         self._state_byte: int | None = None
         self._boot_id: int | None = None
         self._button_counter: int | None = None
@@ -139,8 +150,10 @@ class MotorLink:
             if not os.path.exists(path):
                 raise MotorError(f"no serial device {path} (controller unplugged? see "
                                  "/dev/serial/by-id/ and hw/README.md)", code="offline")
-            raise MotorError(f"motor controller not answering on {path} (flashed? is this "
-                             "user in the 'dispenser' group?)", code="offline")
+            if self._open_error:
+                raise MotorError(f"cannot open {path}: {self._open_error}", code="offline")
+            raise MotorError(f"motor controller not answering on {path} (is the firmware "
+                             "flashed? hw/README.md)", code="offline")
         self._stop.clear()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="motor-heartbeat",
                                            daemon=True)
@@ -263,9 +276,11 @@ class MotorLink:
             if not transport.is_open:
                 try:
                     transport.open()
-                except (OSError, serial.SerialException, ValueError):
+                except (OSError, serial.SerialException, ValueError) as exc:
+                    self._open_error = _open_failure(exc)
                     self._go_offline("port_missing")
                     return False
+                self._open_error = ""
                 self.counters.reconnects += 1
             try:
                 self._hello()
@@ -398,7 +413,7 @@ class MotorLink:
             if result is not None:
                 return result
             give_up = time.monotonic() + caps.max_run_ms / 1000.0 + request_budget
-            while time.monotonic() < give_up:
+            while time.monotonic() < give_up and not self._stop.is_set():  # close() ends it
                 reply = self._wait_reply(seq, poll_s, None)
                 if reply is not None:
                     result = self._final(reply, seq)
