@@ -160,7 +160,13 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         bar.update(done / total if total else 0.0, f"{clock_text(done)}/{clock_text(total)}")
 
     scripted = args.camera is None and args.video is None and args.images is None
-    stages = _STAGES_SCRIPTED if scripted else _STAGES_FRAMES
+    stages = _STAGES_FRAMES
+    if scripted:
+        from dispenser.sim.identities import embedder_stats
+
+        calibration = f"identity model calibration: {embedder_stats().source}"
+        stages = {**_STAGES_SCRIPTED,
+                  "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
     preview, preview_note = _preview(args, scripted)
     if show_rows:
         _print_intro(args, settings, stages, preview_note)
