@@ -4,8 +4,11 @@ the host driver (MotorLink)."""
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
+import tty
 
 import pytest
 from conftest import RawClient, request_budget, wait_for
@@ -181,3 +184,30 @@ def test_close_ends_a_blocked_dispense(serial_settings: SerialSettings,
     t.join(timeout=2 * request_budget(serial_settings) + 1)
     assert not t.is_alive() and not results[0].ok
     assert wait_for(lambda: not sim.motor_on)  # heartbeat loss stops it on the controller
+
+
+def test_a_controller_of_another_protocol_version_is_named() -> None:
+    """A stand-in controller on a bare pty that answers everything with bad_version."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop = threading.Event()
+
+    def answer() -> None:
+        parser = P.FrameParser()
+        while not stop.is_set():
+            if select.select([master], [], [], 0.02)[0]:
+                for f in parser.feed(os.read(master, 256)):
+                    os.write(master, P.encode_frame(P.ERROR, f.seq, bytes((P.E_BAD_VERSION,))
+                                                    + P.u16(0)))
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    settings = SerialSettings(port=os.ttyname(slave), timeout_s=0.1, retries=1)
+    try:
+        with pytest.raises(MotorError, match="another protocol version"):
+            MotorLink(settings, BootClock()).open()
+    finally:
+        stop.set()
+        t.join()
+        os.close(master)
+        os.close(slave)

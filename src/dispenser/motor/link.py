@@ -151,7 +151,7 @@ class MotorLink:
                 raise MotorError(f"no serial device {path} (controller unplugged? see "
                                  "/dev/serial/by-id/ and hw/README.md)", code="offline")
             if self._open_error:
-                raise MotorError(f"cannot open {path}: {self._open_error}", code="offline")
+                raise MotorError(f"cannot use {path}: {self._open_error}", code="offline")
             raise MotorError(f"motor controller not answering on {path} (is the firmware "
                              "flashed? hw/README.md)", code="offline")
         self._stop.clear()
@@ -293,6 +293,9 @@ class MotorLink:
         hb_ms = max(200, min(10_000, round(3000 * self._settings.heartbeat_s)))
         payload = bytes((P.VERSION,)) + P.u16(self._session) + P.u16(hb_ms)
         frame = self._request(P.HELLO, payload, self._next_seq(), connect=False)
+        if frame.msg_type == P.ERROR and self._decode_error(frame)[0] == "bad_version":
+            self._open_error = ("the controller speaks another protocol version (flash the "
+                                "firmware of this release: hw/README.md)")
         if frame.msg_type != P.CAPABILITIES:
             raise _NoReply
         try:
@@ -304,8 +307,12 @@ class MotorLink:
         self._caps = caps
         self._need_hello = False
         self._offline = False
-        status = self._decode_status(self._request(P.STATUS, b"", self._next_seq(),
-                                                   connect=False))
+        try:  # (raising only _NoReply keeps dispense() from ever raising)
+            status = self._decode_status(self._request(P.STATUS, b"", self._next_seq(),
+                                                       connect=False))
+        except MotorError:
+            self._need_hello = True
+            raise _NoReply from None
         event(_log, "motor_connected", port=self.port,
               firmware=".".join(str(v) for v in caps.firmware), boot_id=caps.boot_id,
               state=P.STATE_NAMES.get(status.state, "unknown"))
