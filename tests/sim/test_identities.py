@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,17 @@ def test_inconsistent_statistics_are_refused_with_one_line() -> None:
         SimilarityStats(0.5, 0.02, 0.8, 0.03, source="swapped")
     with pytest.raises(DispenserError, match="must be > 0"):
         SimilarityStats(0.9, 0.0, 0.5, 0.03, source="no spread")
+
+
+def test_an_operators_own_statistics_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("[similarity]\ngenuine_mean = 0.97\ngenuine_std = 0.02\n"
+                    "impostor_mean = 0.75\nimpostor_std = 0.04\npairs = \"600 staff pairs\"\n")
+    stats = embedder_stats(path)
+    assert (stats.genuine_mean, stats.impostor_std) == (0.97, 0.04)
+    assert stats.source == f"measured: {path} (600 staff pairs)"
+    path.write_text("[similarity]\ngenuine_mean = 0.97\n")
+    with pytest.raises(DispenserError, match=r"needs a \[similarity\] table"):
+        embedder_stats(path)
+    with pytest.raises(DispenserError, match="file not found"):
+        embedder_stats(tmp_path / "absent.toml")

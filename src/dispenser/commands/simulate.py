@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"random seed of the synthetic people (default {DEFAULT_SEED}); "
                              "the same seed gives the same crowd report byte for byte")
+    parser.add_argument("--similarity", metavar="FILE", type=Path, default=None,
+                        help="calibrate the synthetic people on your own measured genuine/"
+                             "impostor similarity: a TOML file with a [similarity] table "
+                             "(docs/simulator.md; default: the embedder's model card)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document instead of the timeline / summary")
     parser.add_argument("--report", metavar="DIR", type=Path, default=None,
@@ -97,7 +101,7 @@ def _crowd(args: argparse.Namespace, settings: Settings) -> int:
 
     scenario = load_scenario(args.scenario)
     bar = ProgressBar(1.0, label=f"{scenario.name} ")
-    result = study(scenario, settings, embedder_stats(), args.seed,
+    result = study(scenario, settings, embedder_stats(args.similarity), args.seed,
                    progress=lambda done, total: bar.update(done / total,
                                                            f"run {done}/{total}"))
     bar.clear()
@@ -164,7 +168,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     if scripted:
         from dispenser.sim.identities import embedder_stats
 
-        calibration = f"identity model calibration: {embedder_stats().source}"
+        calibration = f"identity model calibration: {embedder_stats(args.similarity).source}"
         stages = {**_STAGES_SCRIPTED,
                   "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
     preview, preview_note = _preview(args, scripted)
@@ -252,7 +256,8 @@ def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress
     from dispenser.sim.scripted import SyntheticVision, default_script, script_end
 
     script = default_script(settings)
-    vision = SyntheticVision(script, IdentityModel.fit(embedder_stats()), args.seed)
+    vision = SyntheticVision(script, IdentityModel.fit(embedder_stats(args.similarity)),
+                             args.seed)
     return run_scripted(settings, script, vision, script_end(script, settings),
                         speed=args.speed, emit=emit, progress=progress, preview=preview,
                         stop=stop)

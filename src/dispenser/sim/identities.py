@@ -35,10 +35,12 @@ Nothing here touches a real face: the templates are synthetic by construction.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,9 +119,32 @@ def stats_from_card(card: dict[str, Any]) -> SimilarityStats | None:
                            source=f"measured: {MODEL_CARD} [similarity] {pairs}".strip())
 
 
-def embedder_stats() -> SimilarityStats:
-    """Measured statistics if the model card has them, else the provisional dlib ones."""
+def embedder_stats(path: Path | None = None) -> SimilarityStats:
+    """The statistics to calibrate on: a `[similarity]` table from `path` (an operator's own
+    measurements) if given, else the model card's measured ones, else the provisional dlib
+    ones."""
+    if path is not None:
+        return load_stats_file(path)
     return load_model_card_stats() or PROVISIONAL_DLIB
+
+
+def load_stats_file(path: Path) -> SimilarityStats:
+    """A TOML file with a complete `[similarity]` table (as in a model card)."""
+    try:
+        card = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DispenserError(f"similarity: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise DispenserError(f"similarity: cannot read {path}: {reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DispenserError(f"similarity: {path} is not valid TOML: {exc}") from None
+    stats = stats_from_card(card)
+    if stats is None:
+        raise DispenserError(f"similarity: {path} needs a [similarity] table with numbers "
+                             "genuine_mean, genuine_std, impostor_mean, impostor_std")
+    return dataclasses.replace(stats, source=f"measured: {path}" + (
+        f" ({card['similarity']['pairs']})" if card["similarity"].get("pairs") else ""))
 
 
 @dataclass(frozen=True)
