@@ -284,6 +284,11 @@ def to_html(report: CrowdReport, images: dict[str, bytes] | None) -> str:
             f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
             f'{base64.b64encode(data).decode("ascii")}"><figcaption>{esc(name)}</figcaption>'
             "</figure>" for name, data in images.items())
+    params = {**{k: v for k, v in doc["scenario"].items() if k != "sweep"},
+              **{f"settings.{k}": v for k, v in doc["settings"].items()},
+              "identity model": doc["identity_model"]["source"]}
+    param_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
+                         for k, v in params.items())
     real = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["real"])
     modelled = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["modelled"])
     summary = "<br>".join(esc(line) for line in summary_lines(report)[:6])
@@ -300,6 +305,7 @@ code, .mono {{ font-family: monospace; }}
 </style></head><body>
 <h1>Crowd simulation: {esc(report.scenario.name)}</h1>
 <p class="mono">{summary}</p>
+<h2>Scenario and settings</h2><table>{param_rows}</table>
 <h2>What ran</h2><p>Real code:</p><ul>{real}</ul><p>Modelled:</p><ul>{modelled}</ul>
 <h2>Settings sweep</h2>
 <p>Highlighted: the configured settings. A false denial is a person refused because
