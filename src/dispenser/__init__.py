@@ -6,4 +6,13 @@ template at the retention limit. See README.md and docs/ for the guarantees and 
 are tested.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# onnxruntime >= 1.29 ships telemetry on Linux that resolves and contacts a Microsoft
+# endpoint from native code (found by tests/privacy/test_guard_during_full_run.py under
+# strace), out of reach of our Python audit hook. Its documented full opt-out must be set
+# before onnxruntime is first imported, and every import of it in this program comes
+# after this line. Forced, not defaulted: the device opens no network socket (invariant 5).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"

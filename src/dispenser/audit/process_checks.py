@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -163,3 +165,32 @@ def log_redaction() -> Evidence:
             "a template-shaped payload reached the log")
     require("0.25" not in stream.getvalue(), "template values appear in the log")
     return {"lines_redacted": len(lines)}
+
+
+def _home_after_import(code: str, home: Path) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(home)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120,
+                   capture_output=True)
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+
+
+@check("no-native-telemetry", invariant="5. Nothing biometric leaves RAM",
+       claim="No library phones home from native code: onnxruntime's built-in telemetry "
+             "(device id, event cache, uploads) is switched off before it loads.",
+       method="In a fresh process with an empty home folder, load the program and an "
+              "ONNX session: nothing may be created. Control: importing onnxruntime "
+              "without the program's opt-out shows what its telemetry would write.")
+def no_native_telemetry() -> Evidence:
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, control = Path(tmp) / "ours", Path(tmp) / "control"
+        ours.mkdir()
+        control.mkdir()
+        created = _home_after_import(
+            "import dispenser.vision.model_files as m, onnxruntime as ort\n"
+            "c = m.load_card('mtcnn_pnet')\n"
+            "ort.InferenceSession(m.read_verified_model(c), providers=['CPUExecutionProvider'])",
+            ours)
+        would_create = _home_after_import("import onnxruntime", control)
+    require(not created, f"loading the program created {', '.join(created)}")
+    return {"files_created": 0, "telemetry_files_without_opt_out": len(would_create)}

@@ -14,7 +14,6 @@ anyone, and the other defences (zeroisation, key shredding) still hold.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import resource
 import sys
@@ -29,10 +28,11 @@ _PR_GET_DUMPABLE = 3
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None or not sys.platform.startswith("linux"):
+    # dlopen(NULL): the symbols already in the process, libc's included. (ctypes.util's
+    # find_library would run ldconfig/gcc and write a temporary file: no disk writes.)
+    if not sys.platform.startswith("linux"):
         return None
-    return ctypes.CDLL(name, use_errno=True)
+    return ctypes.CDLL(None, use_errno=True)
 
 
 _LIBC = _libc()
