@@ -174,6 +174,8 @@ class LiveDriver:
         self.pipeline = WatchedPipeline(pipeline)
         self._emit = emit
         self._who = who or (lambda t: "face")
+        # Real frames: say when faces come and go (a script announces its own visitors).
+        self._narrate_faces = who is None
         self._preview = preview
         self._t0 = clock.now()
         self.result = LiveResult()
@@ -203,6 +205,10 @@ class LiveDriver:
     def _on_transition(self, step: Transition) -> None:
         t = step.at - self._t0
         ev = step.event
+        if self._narrate_faces and ev is Event.FACE_IN_VIEW:
+            self.row("face", "a face comes into view: please look and hold still")
+        elif self._narrate_faces and ev is Event.FACE_LEFT:
+            self.row("face", "the face left before a decision")
         if ev is Event.HOLD_COMPLETE:
             self._deciding = (self._who(t), t)
         elif ev is Event.DECIDED_DISPENSE:
