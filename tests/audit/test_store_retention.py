@@ -36,11 +36,12 @@ def test_template_bytes_and_timestamps_are_zero_at_retention(
         template: Callable[[int], np.ndarray], serve: Callable[..., None],
         raw: Callable[[TemplateStore], dict[str, np.ndarray]]) -> None:
     store = make_store(retention_s=600.0)
+    admitted = clock.now()
     serve(store, template(1))
-    clock.advance(600.0 - 1e-6)
+    clock.set(admitted + 600.0 - 1e-6)
     store.sweep()
     assert np.any(raw(store)["rows"])  # still held just before retention
-    clock.advance(1e-6)
+    clock.set(admitted + 600.0)  # exactly at retention
     assert store.sweep() == 1
     assert _all_zero(raw(store))
     assert store.counters().deletions == 1

@@ -141,8 +141,8 @@ _CHILD = textwrap.dedent("""
         v = rng.standard_normal(128).astype(np.float32)
         v /= np.linalg.norm(v)
         store.commit(store.decide(v).reservation)
-    print(f"READY nonzero={nonzero()}", flush=True)
-    try:
+    try:  # entered before READY: the signal may arrive while print() is returning
+        print(f"READY nonzero={nonzero()}", flush=True)
         while True:
             time.sleep(0.05)
     except KeyboardInterrupt:
