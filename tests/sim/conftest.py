@@ -16,7 +16,7 @@ def short_scenario() -> Scenario:
     return Scenario(name="short", description="test crowd", duration_min=15.0,
                     arrivals_per_hour=200.0, repeat_share=0.4, repeat_after_min=(1.0, 6.0),
                     staff=1, staff_every_min=4.0, button_share=0.1, roll_m=60.0,
-                    sweep=Sweep(thresholds=(0.88, 0.93), deny_windows_s=(300.0, 540.0)))
+                    sweep=Sweep(thresholds=(0.88, 0.93), deny_windows_s=(540.0,)))
 
 
 @pytest.fixture(scope="session")
