@@ -20,12 +20,21 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispenser.config import Settings
 from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 from dispenser.sim.live import MAX_SPEED
+
+if TYPE_CHECKING:
+    from dispenser.sim.live import LiveResult
+    from dispenser.sim.preview import Preview
+    from dispenser.sim.timeline import Row
+
+    Emit = Callable[[Row], None]
+    Progress = Callable[[float, float], None]
 
 DEFAULT_SPEED = 100.0
 DEFAULT_SEED = 1
@@ -147,7 +156,7 @@ def _sim_settings(settings: Settings) -> Settings:
 
 
 def _live(args: argparse.Namespace, settings: Settings) -> int:
-    from dispenser.sim.timeline import HEADER, ProgressBar, Row, format_row
+    from dispenser.sim.timeline import HEADER, ProgressBar, clock_text, format_row
 
     settings = _sim_settings(settings)
     show_rows = not args.json
@@ -159,8 +168,6 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
             print(format_row(row), flush=True)
 
     def progress(done: float, total: float) -> None:
-        from dispenser.sim.timeline import clock_text
-
         bar.update(done / total if total else 0.0, f"{clock_text(done)}/{clock_text(total)}")
 
     scripted = args.camera is None and args.video is None and args.images is None
@@ -171,7 +178,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         calibration = f"identity model calibration: {embedder_stats(args.similarity).source}"
         stages = {**_STAGES_SCRIPTED,
                   "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
-    preview, preview_note = _preview(args, scripted)
+    preview, preview_note = _preview(args)
     if show_rows:
         _print_intro(args, settings, stages, preview_note)
         print(HEADER)
@@ -201,13 +208,13 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         }
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
-        _print_summary(result, settings)
+        _print_summary(result)
     if result.stopped_early:
         return EXIT_INTERRUPTED if interrupted else EXIT_OK
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _preview(args: argparse.Namespace, scripted: bool) -> tuple[Any, str | None]:
+def _preview(args: argparse.Namespace) -> tuple[Preview | None, str | None]:
     wanted = args.preview if args.preview is not None else args.camera is not None
     if not wanted:
         return None, None
@@ -231,7 +238,7 @@ def _print_intro(args: argparse.Namespace, settings: Settings, stages: dict[str,
     print()
 
 
-def _print_summary(result: Any, settings: Settings) -> None:
+def _print_summary(result: LiveResult) -> None:
     c = result.counters
     print()
     print(f"after {result.duration_s / 60:.1f} minutes of machine time: served {c['served']}, "
@@ -249,8 +256,8 @@ def _print_summary(result: Any, settings: Settings) -> None:
                       f"got {o['observed']}")
 
 
-def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
-               preview: Any, stop: threading.Event) -> Any:
+def _run_story(args: argparse.Namespace, settings: Settings, emit: Emit, progress: Progress,
+               preview: Preview | None, stop: threading.Event) -> LiveResult:
     from dispenser.sim.identities import IdentityModel, embedder_stats
     from dispenser.sim.live import run_scripted
     from dispenser.sim.scripted import SyntheticVision, default_script, script_end
@@ -263,8 +270,8 @@ def _run_story(args: argparse.Namespace, settings: Settings, emit: Any, progress
                         stop=stop)
 
 
-def _run_frames(args: argparse.Namespace, settings: Settings, emit: Any, progress: Any,
-                preview: Any, stop: threading.Event) -> tuple[Any, str]:
+def _run_frames(args: argparse.Namespace, settings: Settings, emit: Emit, progress: Progress,
+                preview: Preview | None, stop: threading.Event) -> tuple[LiveResult, str]:
     from dispenser.clock import BootClock, Clock, VirtualClock
     from dispenser.service.frames import FrameSourceError, open_source
     from dispenser.sim.live import START_S, run_frames
