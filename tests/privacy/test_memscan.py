@@ -18,13 +18,30 @@ def test_scanner_finds_a_live_copy_and_none_after_zeroisation() -> None:
     assert scan_own_memory(reference).total_hits == 0
 
 
-def test_pattern_straddling_a_chunk_boundary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patterns_straddling_chunk_boundaries_are_found_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunking on its own, on a synthetic region: copies placed across, before, after
+    and exactly at chunk boundaries, at odd byte offsets, are each counted exactly once."""
+    import io
+
     from dispenser.privacy import memscan
 
-    monkeypatch.setattr(memscan, "_CHUNK", 4096)
-    live = np.random.default_rng(8).standard_normal((64, 128)).astype(np.float32)
-    reference = live.copy()
-    assert scan_own_memory(reference).hits == (1,) * 64
+    chunk = 4096
+    monkeypatch.setattr(memscan, "_CHUNK", chunk)
+    patterns = np.random.default_rng(8).standard_normal((3, 128)).astype(np.float32)
+    flat = patterns.view(np.uint8).reshape(3, -1)
+    region = bytearray(8 * chunk)
+    places = {0: [chunk - 100, 3 * chunk + 1], 1: [2 * chunk, 5 * chunk - 511],
+              2: [7 * chunk - 512]}
+    for k, starts in places.items():
+        for start in starts:
+            region[start:start + 512] = flat[k].tobytes()
+    buf = bytearray(chunk + 511)
+    hits = [0, 0, 0]
+    read = memscan._scan_region(io.BytesIO(bytes(region)), 0, len(region), buf,
+                                memscan._Finder(flat), hits)
+    assert read == len(region)
+    assert hits == [2, 2, 1]
 
 
 def test_empty_reference_is_refused() -> None:

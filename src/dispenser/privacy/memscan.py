@@ -13,6 +13,7 @@ never printed or logged.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,30 +105,36 @@ def scan_own_memory(reference: np.ndarray) -> ScanResult:
                (buf_addr, buf_addr + len(buf))]
     hits = [0] * flat.shape[0]
     scanned = regions_ok = unreadable = 0
-    view = memoryview(buf)
     with open("/proc/self/mem", "rb", buffering=0) as mem:
         for start, end in _readable_regions(exclude):
-            carried = 0
-            ok = True
-            for offset in range(start, end, _CHUNK):
-                try:
-                    mem.seek(offset)
-                    n = mem.readinto(view[carried:carried + min(_CHUNK, end - offset)])
-                except (OSError, ValueError, OverflowError):
-                    ok = False
-                    break
-                if not n:
-                    break
-                filled = carried + n
-                finder.count(buf, filled, carried, hits)
-                scanned += n
-                carried = min(keep, filled)
-                buf[:carried] = buf[filled - carried:filled]
-            if ok:
-                regions_ok += 1
-            else:
-                unreadable += 1
+            read = _scan_region(mem, start, end, buf, finder, hits)
+            scanned += max(read, 0)
+            regions_ok += read >= 0
+            unreadable += read < 0
     return ScanResult(scanned, regions_ok, unreadable, tuple(hits))
+
+
+def _scan_region(mem: io.RawIOBase | io.BufferedIOBase, start: int, end: int,
+                 buf: bytearray, finder: _Finder, hits: list[int]) -> int:
+    """Count pattern hits in mem[start:end], chunk by chunk with an overlap of one pattern
+    length minus one byte; return the bytes read, or -1 if the region became unreadable."""
+    keep = len(buf) - _CHUNK
+    view = memoryview(buf)
+    carried = read = 0
+    for offset in range(start, end, _CHUNK):
+        try:
+            mem.seek(offset)
+            n = mem.readinto(view[carried:carried + min(_CHUNK, end - offset)])
+        except (OSError, ValueError, OverflowError):
+            return -1
+        if not n:
+            break
+        filled = carried + n
+        finder.count(buf, filled, carried, hits)
+        read += n
+        carried = min(keep, filled)
+        buf[:carried] = buf[filled - carried:filled]
+    return read
 
 
 class _Finder:
