@@ -265,6 +265,7 @@ kernels.sweep_due(rows, state, t, t, seq, slot_key, refs, 0.0, 1.0, 1.0, gen)
 kernels.pick_slot(state, seq, 0)
 kernels.clear_slot(0, rows, state, t, t, seq, slot_key, refs, gen)
 kernels.orthonormalise_rows(np.eye(8))
+kernels.copy_into(np.eye(8), np.zeros((8, 8), np.float32))
 print(time.perf_counter() - start)
 """
 

@@ -159,6 +159,15 @@ def orthonormalise_rows(matrix: np.ndarray) -> None:
                 matrix[i, j] /= norm
 
 
+@njit(cache=True, nogil=True)
+def copy_into(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst[...] = src for 2-D arrays, casting element by element: unlike a numpy cast
+    assignment, no intermediate buffer (which would keep a copy of a key) is involved."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def stream_sum(rows: np.ndarray) -> float:
     """Sum of every element: the cost of reading the buffer once (benchmark lower bound)."""

@@ -16,9 +16,10 @@ allocate one more slot than that.
 
 Generation: a Gaussian d x d matrix from a PCG64 generator seeded with 128 bits from
 `secrets` (the OS CSPRNG), orthonormalised in place by a numba Gram-Schmidt (so every
-intermediate stays in buffers we own and zeroise), then cast into the key slot. The
-generator's state is overwritten right after use. Residual risk, documented in
-docs/privacy.md: the 128-bit seed passes through a Python int we cannot wipe.
+intermediate stays in buffers we own and zeroise), then cast into the key slot by a numba
+loop (a numpy cast assignment may go through a hidden buffer). The generator's state is
+overwritten right after use. Residual risk, documented in docs/privacy.md: the 128-bit
+seed passes through a Python int we cannot wipe.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import secrets
 
 import numpy as np
 
-from dispenser.store.kernels import orthonormalise_rows
+from dispenser.store.kernels import copy_into, orthonormalise_rows
 
 NO_EPOCH = -1
 
@@ -101,7 +102,7 @@ class EpochKeys:
         try:
             np.random.Generator(bit_generator).standard_normal(out=self._gaussian)
             orthonormalise_rows(self._gaussian)
-            self.keys[k][...] = self._gaussian
+            copy_into(self._gaussian, self.keys[k])
         finally:
             self._gaussian.fill(0.0)
             # The generator's state would regenerate the key: overwrite it.
