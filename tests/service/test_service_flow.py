@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from service_doubles import Person, Rig, identity
+from service_doubles import Person, Rig, draw, identity
 
 from dispenser.service import Message, State
 
@@ -184,3 +184,29 @@ def _is_stored(rig: Rig, pid: int) -> bool:
     if decision.reservation is not None:
         rig.store.rollback(decision.reservation)
     return not decision.dispense
+
+
+def test_closing_during_a_dispense_resolves_it_first(rig_factory: Callable[..., Rig]) -> None:
+    import threading
+
+    rig = rig_factory()
+    release = threading.Event()
+    finish = rig.motor.dispense
+
+    def slow(length_mm: int) -> object:
+        release.wait(5.0)
+        return finish(length_mm)
+
+    rig.motor.dispense = slow
+    rig.scene = [Person(1)]
+    rig.source.push(draw(rig.scene))
+    while not rig.svc.motor_busy:             # hold still until the dispense starts
+        rig.source.push(draw(rig.scene))
+        rig.svc.step()
+        rig.clock.advance(0.1)
+    threading.Timer(0.2, release.set).start()
+    rig.svc.close()                           # waits for the controller, then commits
+    assert rig.motor.dispensed == [600]
+    assert rig.store.counters().commits == 1
+    assert rig.svc.counters.served == 1
+    assert rig.svc.hold.buffers_zero()

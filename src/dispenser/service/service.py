@@ -51,6 +51,7 @@ CONTROLLER_POLL_S = 0.2         # controller state + button presses are read thi
 CAMERA_BACKOFF_S = (1.0, 30.0)  # first and longest wait between camera re-open attempts
 STATUS_FILE_EVERY_S = 5.0       # the status file is rewritten this often
 IDLE_WAIT_S = 0.01              # run(): pause when no frame was due
+CLOSE_WAIT_S = 10.0             # close(): real seconds a running dispense may still take
 _MIN_FRAME_SIDE = 16
 
 # Controller states (dispenser.motor.ControllerState names) that stop the machine, and the
@@ -162,14 +163,23 @@ class DispenserService:
             if self.counters.frames == before:
                 self._clock.sleep_until(self._clock.now() + IDLE_WAIT_S, stop)
 
+    def __enter__(self) -> DispenserService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def status(self) -> dict[str, Any]:
         """Counters only (no personal data): what `dispenser run --status` prints."""
         return status_record(self.counters, self.state.value,
                              self._clock.now() - self._started_at, self._store.counters())
 
     def close(self) -> None:
-        """Stop the dispense thread, overwrite every template buffer with zeros, and leave
-        the final counters in the status file."""
+        """Let a running dispense finish (bounded) and commit or roll it back, stop the
+        dispense thread, overwrite every template buffer with zeros, and leave the final
+        counters in the status file."""
+        if self._worker.wait(CLOSE_WAIT_S):
+            self._collect_outcome(self._clock.now())
         self._worker.close()
         self.hold.clear()
         self._frames.close()
