@@ -182,10 +182,12 @@ class Controller:
 
     def _hello(self, seq: int, payload: bytes) -> None:
         session = P.get_u16(payload, 1)
-        if session != self.session:
+        if self.session >= 0 and session != self.session:
             # Another host process: its seqs restart, so our memory of them means nothing.
+            # (The first HELLO of a boot forgets nothing: dispenses that came before it
+            # must stay recognisable.)
             self.history = []
-            self.session = session
+        self.session = session
         hb = P.get_u16(payload, 3)
         self.heartbeat_ms = max(HEARTBEAT_MIN_MS, min(HEARTBEAT_MAX_MS, hb))
         lim = self.limits

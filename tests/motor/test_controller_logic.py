@@ -261,3 +261,14 @@ def test_a_new_host_session_forgets_seqs_the_same_session_keeps_them() -> None:
     rig.hello(session=6)              # a restarted host: seq 10 is a new request
     assert rig.dispense(10, 100).msg_type == P.ACK
     assert rig.board.starts == 2
+
+
+def test_the_first_hello_of_a_boot_keeps_dispenses_sent_before_it() -> None:
+    """Found by the state machine test: a dispense before any HELLO, then a HELLO, then
+    the dispense's resend must not run a second ribbon."""
+    rig = Rig()
+    rig.dispense(5, 1)
+    rig.hello(session=7)
+    rig.run(10)
+    assert rig.dispense(5, 1).msg_type == P.DONE
+    assert rig.board.starts == 1
