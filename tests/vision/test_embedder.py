@@ -100,53 +100,69 @@ def test_batch_in_chunks_equals_one_by_one(
 
 
 class _SpySession:
-    """Wraps the onnxruntime session to look at the owned buffers right after each run."""
+    """Wraps the onnxruntime session to look at the owned buffers right after each run.
 
-    def __init__(self, embedder: Embedder, fail: bool = False) -> None:
+    Runs on a non-zero chip are face runs; the others are the embedder's scrub runs.
+    `on_face` is called right after each face run (before the embedder sees the result).
+    """
+
+    def __init__(self, embedder: Embedder, *, fail_on_face: bool = False,
+                 on_face: Callable[[], None] | None = None) -> None:
         self.inner = embedder._session
         self.embedder = embedder
-        self.fail = fail
-        self.seen_during_run: list[tuple[bool, bool]] = []
+        self.fail_on_face = fail_on_face
+        self.on_face = on_face
+        self.runs: list[tuple[bool, bool]] = []  # (chip buffer non-zero, descriptor non-zero)
+        embedder._session = self
 
     def io_binding(self) -> Any:
         return self.inner.io_binding()
 
     def run_with_iobinding(self, binding: Any) -> None:
         self.inner.run_with_iobinding(binding)
-        self.seen_during_run.append((bool(self.embedder._chips.any()),
-                                     bool(self.embedder._descriptors.any())))
-        if self.fail:
+        face = bool(self.embedder._chips.any())
+        self.runs.append((face, bool(self.embedder._descriptors.any())))
+        if face and self.on_face is not None:
+            self.on_face()
+        if face and self.fail_on_face:
             raise RuntimeError("injected failure after the run")
 
 
-@pytest.mark.parametrize("batch", [False, True])
-def test_owned_buffers_hold_the_face_only_during_the_run(
-        golden: dict[str, np.ndarray], batch: bool) -> None:
-    """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after."""
-    embedder = Embedder(threads=1, batch_capacity=4)
-    spy = _SpySession(embedder)
-    embedder._session = spy
-    if batch:
-        embedder.embed_batch(golden["chips"][:3], np.empty((3, 128), np.float32))
-    else:
-        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
-    assert spy.seen_during_run == [(True, True)]
-    assert not embedder._chips.any()
-    assert not embedder._descriptors.any()
+def _assert_owned_buffers_zero(embedder: Embedder) -> None:
     # the raw bytes, not only the float values (no -0.0 or NaN left behind)
     assert not embedder._chips.view(np.uint8).any()
     assert not embedder._descriptors.view(np.uint8).any()
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_owned_buffers_hold_the_face_only_during_the_run(
+        golden: dict[str, np.ndarray], batch: bool) -> None:
+    """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after;
+    every face run is followed by a scrub run on the zeroed chip."""
+    embedder = Embedder(threads=1, batch_capacity=4)
+    spy = _SpySession(embedder)
+    if batch:
+        embedder.embed_batch(golden["chips"][:3], np.empty((3, 128), np.float32))
+    else:
+        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
+    # first use of a batch size: a planning run on zeros, the face, the scrub
+    assert spy.runs == [(False, True), (True, True), (False, True)]
+    _assert_owned_buffers_zero(embedder)
+    embedder.embed(golden["chips"][1], np.empty(128, np.float32))
+    second = [(True, True), (False, True)]
+    if batch:  # batch size 1 is new to this embedder: planned on zeros first
+        second = [(False, True), *second]
+    assert spy.runs[3:] == second
+    _assert_owned_buffers_zero(embedder)
+
+
 def test_owned_buffers_are_zeroised_when_a_run_fails(golden: dict[str, np.ndarray]) -> None:
     embedder = Embedder(threads=1, batch_capacity=2)
-    spy = _SpySession(embedder, fail=True)
-    embedder._session = spy
+    spy = _SpySession(embedder, fail_on_face=True)
     with pytest.raises(RuntimeError, match="injected"):
         embedder.embed(golden["chips"][0], np.empty(128, np.float32))
-    assert spy.seen_during_run == [(True, True)]
-    assert not embedder._chips.view(np.uint8).any()
-    assert not embedder._descriptors.view(np.uint8).any()
+    assert spy.runs == [(False, True), (True, True), (False, True)]
+    _assert_owned_buffers_zero(embedder)
 
 
 def test_zeroise_overwrites_the_owned_buffers(embedder: Embedder) -> None:
@@ -239,15 +255,7 @@ def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
 
     embedder = Embedder(threads=1, batch_capacity=1)
     reference = np.zeros((2, 128), np.float32)  # excluded from the scan by scan_own_memory
-    spy = _SpySession(embedder)
-    run = spy.run_with_iobinding
-
-    def run_and_capture(binding: Any) -> None:
-        run(binding)
-        np.copyto(reference[0], embedder._descriptors[0])
-
-    spy.run_with_iobinding = run_and_capture  # type: ignore[method-assign]
-    embedder._session = spy
+    _SpySession(embedder, on_face=lambda: np.copyto(reference[0], embedder._descriptors[0]))
     out = np.empty(128, np.float32)
     embedder.embed(np.ascontiguousarray(golden["chips"][0][:, ::-1]), out)
     np.copyto(reference[1], out)
@@ -255,3 +263,52 @@ def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
     assert scan_own_memory(reference).hits == (0, 1)  # positive control: the caller's copy
     out.fill(0)
     assert scan_own_memory(reference).hits == (0, 0)
+
+
+_POOLED_FEATURES_CHILD = """
+import sys
+import numpy as np
+from dispenser.vision.ort_session import create_session
+session = create_session(open(sys.argv[1], "rb").read(), threads=1, name="probe")
+pooled = session.run([sys.argv[3]], {"chip": np.load(sys.argv[2])})[0]
+sys.stdout.buffer.write(np.ascontiguousarray(pooled, np.float32).tobytes())
+"""
+
+
+def test_scrub_run_overwrites_onnxruntimes_copy_of_the_pooled_features(
+        golden: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """The 256 pooled features (the template is `features @ W`) are in onnxruntime's arena
+    right after a face run and gone once embed() returns.
+
+    The features are computed by a child process (the same model with the pooling output
+    exposed, same session settings) and read straight into the reference array, so this
+    process holds no copy other than the ones the embedder's session made."""
+    onnx = pytest.importorskip("onnx", reason="onnx builds the probe model")
+    import subprocess
+    import sys
+
+    from dispenser.privacy.memscan import scan_own_memory
+
+    model = onnx.load(str(packaged_model_path(f"{MODEL}.onnx")))
+    (pool,) = [n.output[0] for n in model.graph.node if n.op_type == "GlobalAveragePool"]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(pool, onnx.TensorProto.FLOAT,
+                                                                 None))
+    onnx.save(model, str(tmp_path / "probe.onnx"))
+    chip = np.ascontiguousarray(golden["chips"][4][::-1])  # the ramp upside down: unique
+    np.save(tmp_path / "chip.npy", chip[None])
+    reference = np.zeros((1, 256), np.float32)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _POOLED_FEATURES_CHILD, str(tmp_path / "probe.onnx"),
+         str(tmp_path / "chip.npy"), pool], stdout=subprocess.PIPE, bufsize=0)
+    assert child.stdout is not None
+    view, got = memoryview(reference).cast("B"), 0
+    while got < reference.nbytes and (n := child.stdout.readinto(view[got:])):
+        got += n
+    assert child.wait() == 0 and got == reference.nbytes and reference.any()
+
+    embedder = Embedder(threads=1, batch_capacity=1)
+    during: list[tuple[int, ...]] = []
+    _SpySession(embedder, on_face=lambda: during.append(scan_own_memory(reference).hits))
+    embedder.embed(chip, np.empty(128, np.float32))
+    assert during == [(1,)]  # positive control: the copy exists right after the face run
+    assert scan_own_memory(reference).hits == (0,)

@@ -10,9 +10,10 @@ Where the face data lives (so that it can be zeroised): the chip is copied into 
 array this class owns, the network writes its descriptor into an output array this class
 owns (both bound with onnxruntime I/O binding, so onnxruntime reads and writes those exact
 bytes rather than arrays it allocates), and the template is written into the caller's
-buffer. Both owned arrays are overwritten with zeros after every call, even a failed one.
-onnxruntime's own intermediate activations live in its memory arena; they are reused, not
-cleared, by the next run (docs/performance.md, "Embedder", explains the session choices).
+buffer. Both owned arrays are overwritten with zeros after every call, even a failed one,
+and the network is then run once more on the zeroed chip, so that onnxruntime's own
+intermediate activations of the face (kept in its memory arena, which nothing clears) are
+overwritten too (`_scrub`).
 
 The session comes from `dispenser.vision.ort_session.create_session` (intra-op threads =
 settings.vision.threads, inter-op 1, sequential, ORT_ENABLE_ALL, CPU memory arena on). For
@@ -107,7 +108,13 @@ class Embedder:
         return cls(threads=vision.threads, model=EMBEDDER_MODELS[vision.embedder_precision])
 
     def _binding(self, n: int) -> Any:
-        """An I/O binding of the first `n` rows of the owned buffers (made once per n)."""
+        """An I/O binding of the first `n` rows of the owned buffers (made once per n).
+
+        A new binding is run once on the zeroed buffers before any face goes through it:
+        onnxruntime plans its memory pattern on the first run of a shape, so from then on
+        every run of that shape puts each activation at the same place, which is what lets
+        `_scrub` overwrite them.
+        """
         binding = self._bindings.get(n)
         if binding is None:
             from onnxruntime import OrtValue
@@ -118,14 +125,29 @@ class Embedder:
             binding.bind_ortvalue_output(self._output_name,
                                          OrtValue.ortvalue_from_numpy(self._descriptors[:n]))
             self._bindings[n] = binding
+            self._scrub(binding)
         return binding
 
+    def _scrub(self, binding: Any) -> None:
+        """Zeroise the owned buffers and run the network on them (all-black chips).
+
+        The run overwrites onnxruntime's intermediate activations of the previous face with
+        those of a black chip. Without it they stay in onnxruntime's memory until the next
+        face, however long that takes; among them are the 256 pooled features from which
+        the template is one matrix product away (tests/vision/test_embedder.py scans the
+        process memory for them). It doubles the cost of a call (docs/performance.md).
+        """
+        self.zeroise()
+        self._session.run_with_iobinding(binding)
+        self.zeroise()
+
     def _run_normalised(self, chips: np.ndarray, out: np.ndarray) -> None:
-        """Embed len(chips) <= batch_capacity chips into `out`, zeroising the owned buffers."""
+        """Embed len(chips) <= batch_capacity chips into `out`, then scrub every buffer."""
         n = len(chips)
+        binding = self._binding(n)
         try:
             np.copyto(self._chips[:n], chips)
-            self._session.run_with_iobinding(self._binding(n))
+            self._session.run_with_iobinding(binding)
             raw = self._descriptors[:n]
             norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
             if not np.all(np.isfinite(norms)) or not np.all(norms > 0):
@@ -133,7 +155,7 @@ class Embedder:
                                      "(zero or non-finite); the model file may be damaged")
             np.divide(raw, norms[:, None], out=out)
         finally:
-            self.zeroise()
+            self._scrub(binding)
 
     def embed(self, chip: np.ndarray, out: np.ndarray) -> None:
         """Write the L2-normalised template of one aligned chip into `out`.
