@@ -122,3 +122,16 @@ def test_status_file_round_trip_holds_counters_only(tmp_path: Path) -> None:
     (tmp_path / "run" / "status.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(DispenserError, match="is not a status file"):
         read_status(tmp_path / "run")
+
+
+def test_hold_still_buffers_are_one_block_locked_against_swap() -> None:
+    from dispenser.privacy.memory import LOCKS
+
+    asked = LOCKS.locked_bytes + LOCKS.refused_bytes
+    hold = HoldStill(3.0, dim=128, k=3)
+    assert LOCKS.locked_bytes + LOCKS.refused_bytes - asked == (3 + 2) * 128 * 4
+    hold.start(1, 0.0)
+    hold.scratch[:] = identity(2)
+    hold.keep(0.9, 0.0)
+    hold.release()
+    assert hold.buffers_zero()

@@ -6,9 +6,10 @@ averaging the best K embeddings taken across the hold-still period (then re-norm
 gives a steadier probe, so a repeat visitor is recognised more reliably and a stranger is
 less likely to be confused with someone else.
 
-Privacy: all templates live in buffers allocated once (`K` slots, one scratch, one probe)
-and are overwritten with zeros when the hold is abandoned and right after the decision
-(`clear`). Nothing here allocates a template-sized array per frame.
+Privacy: all templates live in one block allocated once (`K` slots, one scratch, one probe),
+locked against swap where the OS allows (`dispenser.privacy.memory`), and overwritten with
+zeros when the hold is abandoned and right after the decision (`clear`); `release` also
+unlocks it. Nothing here allocates a template-sized array per frame.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
 
 TEMPLATE_DIM = 128
 BEST_K = 3
@@ -49,11 +52,12 @@ class HoldStill:
 
     def __init__(self, hold_still_s: float, dim: int = TEMPLATE_DIM, k: int = BEST_K) -> None:
         self.hold_still_s = hold_still_s
-        self._slots = np.zeros((k, dim), np.float32)
+        self._block = locked_buffer((k + 2, dim), np.float32)
+        self._slots: np.ndarray = self._block[:k]
+        self.scratch: np.ndarray = self._block[k]  # pipeline.embed writes here
+        self._probe: np.ndarray = self._block[k + 1]
         self._scores = np.full(k, -np.inf, np.float64)
         self._used = np.zeros(k, bool)
-        self.scratch = np.zeros(dim, np.float32)   # pipeline.embed writes here
-        self._probe = np.zeros(dim, np.float32)
         self._min_gap = hold_still_s / (2 * k)     # at most ~2K embeddings per hold
         self.track_id: int | None = None
         self._since: float | None = None
@@ -125,4 +129,10 @@ class HoldStill:
 
     def buffers_zero(self) -> bool:
         """True if no template data is held (tests and the audit check this)."""
-        return not (self._slots.any() or self._probe.any() or self.scratch.any())
+        return not self._block.any()
+
+    def release(self) -> None:
+        """Zeroise and unlock the block (the service is shutting down)."""
+        self.clear()
+        zeroise(self._block)
+        unlock_pages(self._block)

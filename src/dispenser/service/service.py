@@ -181,7 +181,7 @@ class DispenserService:
         if self._worker.wait(CLOSE_WAIT_S):
             self._collect_outcome(self._clock.now())
         self._worker.close()
-        self.hold.clear()
+        self.hold.release()
         self._frames.close()
         self._next_status_file = self._clock.now()
         self._report(self._clock.now())
