@@ -129,3 +129,16 @@ def test_a_store_failure_is_a_fault_and_nothing_is_dispensed(
     assert rig.motor.dispensed == []
     assert rig.svc.hold.buffers_zero()
     assert float(identity(1) @ identity(1)) == pytest.approx(1.0)
+
+
+def test_status_survives_a_store_without_counters(rig_factory: Callable[..., Rig],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = rig_factory()
+    rig.run_for(1.0)
+
+    def broken() -> None:
+        raise RuntimeError("store gone")
+
+    monkeypatch.setattr(rig.store, "counters", broken)
+    status = rig.svc.status()
+    assert status["state"] == "idle" and "store_occupancy" not in status

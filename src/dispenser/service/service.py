@@ -171,8 +171,12 @@ class DispenserService:
 
     def status(self) -> dict[str, Any]:
         """Counters only (no personal data): what `dispenser run --status` prints."""
+        try:
+            store_counts = self._store.counters()
+        except Exception:  # a closed store has no counters; the service's still count
+            store_counts = None
         return status_record(self.counters, self.state.value,
-                             self._clock.now() - self._started_at, self._store.counters())
+                             self._clock.now() - self._started_at, store_counts)
 
     def close(self) -> None:
         """Let a running dispense finish (bounded) and commit or roll it back, stop the
