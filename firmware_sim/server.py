@@ -140,6 +140,12 @@ class SimulatedController:
         """Times the motor was switched on (the double-dispense tests count these)."""
         return self.plant.motor_starts
 
+    def clear_faults(self) -> None:
+        """Cancel frame faults still pending (a line that heals)."""
+        with self._lock:
+            self._reply_faults.clear()
+            self._request_faults.clear()
+
     def reset(self) -> None:
         """Reset the controller now (as `inject("reset")`)."""
         self.inject("reset")

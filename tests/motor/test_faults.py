@@ -190,3 +190,15 @@ def test_open_fails_fast_and_clearly_when_the_device_is_absent() -> None:
     with pytest.raises(MotorError, match="no serial device"):
         MotorLink(settings, BootClock()).open()
     assert time.monotonic() - t0 <= request_budget(settings) + SLACK_S
+
+
+def test_a_dead_return_line_reports_offline_and_an_unknown_length(probe: Probe) -> None:
+    """Requests arrive, no answer comes back: the ribbon may well be running, so the host
+    aborts it and, unable to ask, does not claim a length."""
+    probe.sim.inject("drop", count=10_000)
+    r, _ = probe.dispense(1500)
+    assert (r.ok, r.error, r.dispensed_known) == (False, "offline", False), r
+    assert probe.sim.motor_starts == 1
+    assert wait_for(lambda: not probe.sim.motor_on)  # the ABORT got through
+    probe.sim.clear_faults()
+    probe.recovers()

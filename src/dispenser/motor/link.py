@@ -414,8 +414,11 @@ class MotorLink:
             try:
                 first = self._resend_until_reply(frame, seq)
             except _NoReply:
+                # Maybe only the answers were lost and it runs: stop it, ask what went out.
                 self._abort_quietly()
-                return DispenseResult(ok=False, dispensed_mm=0, error="offline", seq=seq)
+                mm, known = self._last_mm_of(seq)
+                return DispenseResult(ok=False, dispensed_mm=mm, error="offline", seq=seq,
+                                      dispensed_known=known)
             result = self._final(first, seq)
             if result is not None:
                 return result
@@ -431,8 +434,9 @@ class MotorLink:
                 # fetches the stored outcome if the DONE/ERROR frame was lost.
                 self._send(frame, connect=True)
         self._abort_quietly()
-        return DispenseResult(ok=False, dispensed_mm=self._last_mm_of(seq), error="timeout",
-                              seq=seq)
+        mm, known = self._last_mm_of(seq)
+        return DispenseResult(ok=False, dispensed_mm=mm, error="timeout", seq=seq,
+                              dispensed_known=known)
 
     def _resend_until_reply(self, frame: bytes, seq: int, connect: bool = True) -> P.Frame:
         """Send `frame` and wait for a reply to `seq` (registered by the caller), resending
@@ -474,13 +478,14 @@ class MotorLink:
         with contextlib.suppress(MotorError):
             self.exchange(P.ABORT)
 
-    def _last_mm_of(self, seq: int) -> int:
-        """How far the controller got with `seq`, from its status (0 if it cannot say)."""
+    def _last_mm_of(self, seq: int) -> tuple[int, bool]:
+        """(mm fed for `seq`, known?) from the controller's status. A controller that
+        answers but never started `seq` fed 0 mm; one that does not answer cannot say."""
         try:
             status = self._decode_status(self.exchange(P.STATUS))
         except MotorError:
-            return 0
-        return status.last_mm if status.last_seq == seq else 0
+            return 0, False
+        return (status.last_mm if status.last_seq == seq else 0), True
 
     # --- incoming ----------------------------------------------------------------------------
 
