@@ -88,3 +88,17 @@ def test_two_terminals(command: list[str], tmp_path: Path) -> None:
             raise
     assert code == 0
     assert not os.path.exists(path)
+
+
+def test_console_commands_play_the_physical_world(sim: SimulatedController) -> None:
+    from firmware_sim.console import HELP, _handle
+
+    assert _handle(sim, ["door", "open"]) == "door open" and sim.plant.door_open()
+    assert _handle(sim, ["door", "close"]) == "door close" and not sim.plant.door_open()
+    assert _handle(sim, ["button"]) == "button pressed" and sim.plant.button_count() == 1
+    assert _handle(sim, ["roll", "1234"]) == "roll now 1234 mm"
+    assert sim.plant.paper_left_mm() == 1234
+    assert _handle(sim, ["fault", "drop"]) == "injected drop"
+    assert _handle(sim, ["fault", "nonsense"]).startswith("faults: drop:")
+    assert "paper out 0 mm, roll left 1234 mm, motor off" in _handle(sim, ["show"])
+    assert _handle(sim, ["what?"]) == HELP
