@@ -103,6 +103,7 @@ class DispenserService:
         self._camera_retry_at = now
         self._camera_backoff = CAMERA_BACKOFF_S[0]
         self._next_controller_poll = now
+        self._controller_state = "READY"
         self._notice: tuple[Message, float] | None = None
         self._advice = Message.LOOK_AT_CAMERA
         self._progress = 0.0
@@ -222,12 +223,12 @@ class DispenserService:
 
     def _face_outcome(self, outcome: Outcome, now: float) -> None:
         if outcome.ok:
-            self._store_call("commit", outcome.tag)
+            self._store_call(self._store.commit, outcome.tag)
             self.counters.served += 1
             self._fire(Event.DISPENSE_OK)
             return
         # Any failure: the person must not be denied next time for paper they never got.
-        self._store_call("rollback", outcome.tag)
+        self._store_call(self._store.rollback, outcome.tag)
         self.counters.dispense_failures += 1
         self._dispense_failed(outcome, now)
         self._fire(Event.DISPENSE_FAILED)
@@ -251,11 +252,12 @@ class DispenserService:
         if outcome.error == "paper_empty":
             self._faults["paper"] = now + self._settings.display.message_s
 
-    def _store_call(self, what: str, reservation: Any) -> None:
+    def _store_call(self, resolve: Callable[[Any], bool], reservation: Any) -> None:
         """Commit or roll back. A reservation the store already let go (its timeout) only
         means this person will not be refused next time: logged, never fatal."""
+        what = resolve.__name__
         try:
-            done = getattr(self._store, what)(reservation)
+            done = resolve(reservation)
         except Exception as exc:
             event(_log, f"store_{what}_failed", logging.ERROR, kind=type(exc).__name__)
             return
@@ -272,12 +274,14 @@ class DispenserService:
             if self._faults.get(name) == _PERSISTENT:
                 del self._faults[name]
         try:
-            state_name = getattr(self._motor.state(), "name", "OFFLINE")
+            state_name = str(getattr(self._motor.state(), "name", "OFFLINE"))
             presses = self._motor.button_presses()
-        except Exception as exc:
-            event(_log, "controller_poll_failed", logging.WARNING, kind=type(exc).__name__)
-            state_name, presses = "OFFLINE", 0
-        fault = _CONTROLLER_FAULTS.get(state_name)
+        except Exception as exc:  # a driver bug reads as an offline controller
+            state_name, presses = f"OFFLINE ({type(exc).__name__})", 0
+        if state_name != self._controller_state:
+            self._controller_state = state_name
+            event(_log, "controller", state=state_name.lower())
+        fault = _CONTROLLER_FAULTS.get(state_name.split(" ")[0])
         if fault is not None:
             self._faults[fault] = _PERSISTENT
         if presses > 0:
