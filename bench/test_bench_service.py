@@ -81,9 +81,10 @@ class _Visit:
                                    clock=self.clock, start_sweeper=False,
                                    zeroise_on_signals=False)
         self.hold_done_at: float | None = None
+        self.display = RecordingDisplay()
         self.svc = DispenserService(self.settings, clock=self.clock, frames=self.source,
                                     store=self.store, pipeline=pipeline, motor=motor,
-                                    display=RecordingDisplay(),
+                                    display=self.display,
                                     tracker=FaceTracker(self.clock),
                                     on_transition=self._seen)
 
@@ -113,9 +114,7 @@ def test_hold_complete_to_wire(benchmark: Any, pipeline: FacePipeline, link: Mot
     def setup() -> tuple[tuple[_Visit, int], dict[str, Any]]:
         visit = _Visit(pipeline, link, person_frame)
         visits.append(visit)
-        display = visit.svc._display
-        assert isinstance(display, RecordingDisplay)
-        while (display.last_progress or 0.0) < 0.95:      # one or two frames before the end
+        while (visit.display.last_progress or 0.0) < 0.95:  # a frame or two before the end
             visit.tick()
         return (visit, sim.motor_starts), {}
 
