@@ -121,3 +121,22 @@ def test_scripted_source_unplug_and_bounded_queue() -> None:
     assert source.read() is None
     source.end()
     assert source.finished
+
+
+def test_video_frames_reuse_one_buffer_that_close_zeroises(tmp_path: Path) -> None:
+    """At most one decoded camera frame lives in our memory, and close() wipes it."""
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 + 40 * i, np.uint8))
+    writer.release()
+    clock = VirtualClock(0.0)
+    source = CaptureSource(str(path), clock)
+    source.open()
+    first = source.read()
+    clock.advance(0.1)
+    second = source.read()
+    assert first is not None and second is first  # same buffer, overwritten
+    assert second.any()
+    source.close()
+    assert not first.any()

@@ -23,6 +23,7 @@ import numpy as np
 
 from dispenser.clock import Clock
 from dispenser.errors import EXIT_FAILURE, DispenserError
+from dispenser.privacy.memory import lock_pages, unlock_pages, zeroise
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _DEFAULT_FILE_FPS = 25.0
@@ -69,7 +70,13 @@ def _cv2() -> Any:
 
 
 class CaptureSource:
-    """cv2.VideoCapture over a camera index, a V4L2 device path or a video file."""
+    """cv2.VideoCapture over a camera index, a V4L2 device path or a video file.
+
+    Frames are decoded into one preallocated buffer, locked against swap, that every read
+    overwrites and `close()` zeroises: at most one camera frame exists in our memory at a
+    time (OpenCV's decoder keeps its own internal buffers, which we cannot reach; see
+    docs/privacy.md). The frame returned by `read()` is valid until the next `read()`.
+    """
 
     def __init__(self, spec: str, clock: Clock, *, width: int = 640, height: int = 480) -> None:
         self._spec = spec
@@ -81,6 +88,7 @@ class CaptureSource:
         self._t0 = 0.0
         self._fps = _DEFAULT_FILE_FPS
         self._index = 0          # next file frame index to deliver
+        self._frame: np.ndarray | None = None  # the one reused, swap-locked frame buffer
 
     @property
     def name(self) -> str:
@@ -126,8 +134,8 @@ class CaptureSource:
             return None
         if self._is_file:
             return self._read_paced()
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
+        frame = self._decode()
+        if frame is None:
             raise FrameSourceError(f"camera: {self.name} stopped delivering frames "
                                    "(unplugged?)")
         return _as_bgr(frame)
@@ -142,17 +150,36 @@ class CaptureSource:
                 self._finished = True
                 return None
             self._index += 1
-        ok, frame = self._cap.read()
+        frame = self._decode()
         self._index += 1
-        if not ok or frame is None:
+        if frame is None:
             self._finished = True
             return None
         return _as_bgr(frame)
+
+    def _decode(self) -> np.ndarray | None:
+        """Decode the next frame into the reused buffer (adopting a new one, and zeroising
+        the old, only when the frame size changes)."""
+        ok, frame = self._cap.read(self._frame)
+        if not ok or not isinstance(frame, np.ndarray):
+            return None
+        if frame is not self._frame:
+            self._release_frame()
+            lock_pages(frame)
+            self._frame = frame
+        return frame
+
+    def _release_frame(self) -> None:
+        if self._frame is not None:
+            zeroise(self._frame)
+            unlock_pages(self._frame)
+            self._frame = None
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        self._release_frame()
 
 
 class ImageDirSource:
