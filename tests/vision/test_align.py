@@ -185,3 +185,37 @@ def test_bad_inputs_give_one_line_errors(image: np.ndarray, landmarks: np.ndarra
                                          out: np.ndarray, what: str) -> None:
     with pytest.raises(DispenserError, match=what):
         align.extract_chip(image, landmarks, out)
+
+
+def test_align_face_gives_dlibs_template_from_an_mtcnn_detection(
+    astronaut: U8, golden: dict[str, np.ndarray]
+) -> None:
+    from dispenser.vision.detector import MtcnnDetector
+    from dispenser.vision.embedder import Embedder
+
+    faces = MtcnnDetector(min_face_px=40, max_side_px=1024, threads=1).detect(astronaut)
+    face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    hog_box = golden["astronaut_box"].astype(np.float64)
+    mapped = np.array(align.dlib_box_from_mtcnn(face.box))
+    assert np.abs(mapped - hog_box).max() < 0.1 * (hog_box[2] - hog_box[0])
+
+    embedder = Embedder(threads=1)
+    reference = golden["descriptors"][0] / np.linalg.norm(golden["descriptors"][0])
+    chip = np.zeros((150, 150, 3), np.uint8)
+    template = np.zeros(128, np.float32)
+    align.align_face(astronaut, face.box, face.landmarks, chip)
+    embedder.embed(chip, template)
+    via_shape_predictor = float(template @ reference)
+    align.extract_chip(astronaut, face.landmarks, chip)
+    embedder.embed(chip, template)
+    via_mtcnn_template = float(template @ reference)
+    # the default path is the one closer to dlib's own pipeline (models/README.md)
+    assert via_shape_predictor > 0.999
+    assert via_shape_predictor > via_mtcnn_template
+
+
+def test_align_face_refuses_an_empty_box(astronaut: U8) -> None:
+    out = np.zeros((150, 150, 3), np.uint8)
+    landmarks = np.ones((5, 2), np.float32)
+    with pytest.raises(DispenserError, match="box"):
+        align.align_face(astronaut, (100.0, 100.0, 100.0, 150.0), landmarks, out)
