@@ -188,8 +188,12 @@ def dlib_box_from_mtcnn(
 
 
 @functools.cache
-def _shape_predictor() -> ShapePredictor:
-    """The packaged predictor, loaded (and hash-checked) once; read-only and thread-safe."""
+def default_shape_predictor() -> ShapePredictor:
+    """The packaged predictor, loaded, hash-checked and compiled once per process.
+
+    Read-only and thread-safe. `align_face` calls it; call it at start-up so that the first
+    face does not wait for the model to load (about 1.5 s when numba has no cache yet).
+    """
     return ShapePredictor()
 
 
@@ -214,7 +218,7 @@ def align_face(
         raise DispenserError("align: the face box must be finite and non-empty")
     points = np.empty((5, 2), dtype=np.float32)
     try:
-        _shape_predictor().predict(image_rgb, box, points)
+        default_shape_predictor().predict(image_rgb, box, points)
         _warp_into(image_rgb, dlib_chip_mapping(points), out)
     finally:
         points.fill(0.0)

@@ -154,6 +154,9 @@ class ShapePredictor:
         self._anchor_deltas = loaded["anchor_deltas"].astype(np.float32)
         if self._initial_shape.shape != (NUM_POINTS, 2):
             raise DispenserError(f"shape predictor model {card.file} is not a 5-point model")
+        # Compile (or load from numba's cache) now, not when the first person is waiting.
+        self.predict(np.zeros((16, 16, 3), np.uint8), (2.0, 2.0, 13.0, 13.0),
+                     np.zeros((NUM_POINTS, 2), np.float32))
 
     def predict(self, image_rgb: npt.NDArray[np.uint8],
                 box: tuple[float, float, float, float],
