@@ -295,9 +295,14 @@ def _warp_into(
             level = cast(npt.NDArray[np.uint8], cv2.pyrDown(level))
             owned.append(level)
         factor = 2.0 ** len(owned)
+        # Sample where dlib samples: it places rectangles in a level with p/2 - (1.25, 0.75)
+        # while its filter centres level pixel j on 2j + 2, so its chips of large faces are
+        # read (2^levels - 1) * (-0.5, +0.5) image pixels from the nominal place. Matching
+        # that halves the difference to dlib's chips (tests/vision/test_align.py).
+        origin = np.array([x0, y0]) - (factor - 1.0) * np.array([-0.5, 0.5])
         level_to_chip = np.empty((2, 3), dtype=np.float64)
         level_to_chip[:, :2] = image_to_chip[:, :2] * factor
-        level_to_chip[:, 2] = image_to_chip[:, :2] @ np.array([x0, y0]) + image_to_chip[:, 2]
+        level_to_chip[:, 2] = image_to_chip[:, :2] @ origin + image_to_chip[:, 2]
         cv2.warpAffine(level, level_to_chip, (CHIP_SIZE, CHIP_SIZE), dst=out,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     finally:
