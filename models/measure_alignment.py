@@ -6,7 +6,10 @@ the MTCNN detector instead of HOG, so `dispenser.vision.align` can either
   (a) "mtcnn":  fit MTCNN's 5 landmarks to their mean place in dlib's chip, or
   (b) "sp":     map MTCNN's box to where dlib's HOG box would be, run dlib's shape
                 predictor (our numba port) in it, and cut dlib's exact chip;
-this script measures both against dlib itself (compiled from its sdist on a developer
+  (b') "sp_lm": the same with the box placed from MTCNN's 5 landmarks instead of its box;
+and, as references, "sp_on_hog_box" (our predictor and chip in dlib's true HOG box) and
+"dlib" (dlib end to end);
+this script measures them against dlib itself (compiled from its sdist on a developer
 machine; never a dependency of the project):
   * fidelity: cosine similarity of each path's template to dlib's own descriptor of the same
     face (L2-normalised), over every face and every perturbation of it;
@@ -200,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         images[i].fill(0)
 
     paths = ["mtcnn", "sp", "sp_lm", "sp_on_hog_box", "dlib"]
-    print(f"faces: {len(samples)} ({len(photos)} photos x up to {len(ROTATIONS) * len(SCALES) + 1} variants, "
+    per_photo = len(ROTATIONS) * len(SCALES) + 1
+    print(f"faces: {len(samples)} ({len(photos)} photos x up to {per_photo} variants, "
           f"{len({s.identity for s in samples})} people)")
     print(f"box mapping (all photos): dx {full_mapping[0]:.4f} dy {full_mapping[1]:.4f} "
           f"sx {full_mapping[2]:.4f} sy {full_mapping[3]:.4f}")

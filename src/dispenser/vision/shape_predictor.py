@@ -20,8 +20,8 @@ points agree with dlib's to well under a pixel; dlib rounds its output to whole 
 module returns the unrounded positions (a better input for alignment).
 
 Grey values are read straight from the RGB (or BGR: the sum does not care) image for the
-~12,000 pixels used; no grey copy of the frame is made. The feature buffer is zeroised
-before the kernel returns. Nothing is logged.
+~12,000 pixels used; no grey copy of the frame is made. The feature buffer and the working
+shape are zeroised before the kernel returns. Nothing is logged.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def _predict(image: np.ndarray, left: float, top: float, right: float, bottom: f
     for k in range(parts):
         out[k, 0] = left + float(shape[k, 0]) * box_w
         out[k, 1] = top + float(shape[k, 1]) * box_h
+    shape[:] = 0.0  # the landmark set now lives only in the caller's `out`
 
 
 class ShapePredictor:
