@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from dispenser.errors import DispenserError
 from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
-from dispenser.vision.align import CHIP_SIZE, align_face
+from dispenser.vision.align import CHIP_SIZE, align_face, default_shape_predictor
 from dispenser.vision.detector import Detection, MtcnnDetector
 from dispenser.vision.face import Face
 from dispenser.vision.images import to_bgr8
@@ -81,6 +81,8 @@ class FacePipeline:
                                 model=EMBEDDER_MODELS[vision.embedder_precision])
         self._detector = detector
         self._embedder = embedder
+        # Load, hash-check and compile the landmark model now, not on the first face.
+        default_shape_predictor()
         self._rgb = _Scratch(3)
         self._grey = _Scratch(1)
         self._chip = locked_buffer((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
