@@ -182,7 +182,7 @@ def test_speed_ratios(chip: np.ndarray, macs: int) -> None:
     for name, seconds in best.items():
         print(f"{name}: {seconds * 1e3:.2f} ms, {2 * macs / seconds / 1e9:.1f} GFLOP/s")
     # onnxruntime is the runtime we ship because it is much faster than the reference
-    assert best["ort float32 2t"] < 0.6 * best["cv2 float32 2t"]
+    assert best["ort float32 2t"] < 0.8 * best["cv2 float32 2t"]
     # the int8 variant is shipped because it is measurably faster here (VNNI CPU)
     assert best["ort int8 2t"] < 0.9 * best["ort float32 2t"]
     # the device path is two passes (face + scrub) and little else
