@@ -153,12 +153,17 @@ _CHILD = textwrap.dedent("""
 def _run_child(mode: str, signum: int) -> tuple[str, int]:
     child = subprocess.Popen([sys.executable, "-c", _CHILD, mode], stdout=subprocess.PIPE,
                              text=True)
-    assert child.stdout is not None
-    ready = child.stdout.readline()
-    assert ready.startswith("READY") and ready.strip() != "READY nonzero=0"
-    child.send_signal(signum)
-    out, _ = child.communicate(timeout=60)
-    return out.strip(), child.returncode
+    try:
+        assert child.stdout is not None
+        ready = child.stdout.readline()
+        assert ready.startswith("READY") and ready.strip() != "READY nonzero=0"
+        child.send_signal(signum)
+        out, _ = child.communicate(timeout=60)
+        return out.strip(), child.returncode
+    finally:  # a child that ignored the signal must not outlive the test
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_sigterm_zeroises_and_chains_to_the_previous_handler() -> None:
