@@ -17,13 +17,13 @@ Run: pytest bench/test_bench_embedder.py  (figures go to docs/performance.md, "E
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from bench_timing import best_of
 
 from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
 from dispenser.vision.model_files import load_card, packaged_model_path
@@ -158,17 +158,6 @@ def test_gemm_rate(benchmark: Any, threads: int) -> None:
                                                    1)
 
 
-def _best_of(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Best time of each contender over `rounds`, run interleaved."""
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 def test_speed_ratios(chip: np.ndarray, macs: int) -> None:
     contenders = {
         "ort float32 2t": ort_network("float32", 2, chip),
@@ -178,7 +167,7 @@ def test_speed_ratios(chip: np.ndarray, macs: int) -> None:
     }
     for run in contenders.values():  # warm-up: first runs allocate and plan
         run()
-    best = _best_of(contenders, rounds=40)
+    best = best_of(contenders, rounds=40)
     for name, seconds in best.items():
         print(f"{name}: {seconds * 1e3:.2f} ms, {2 * macs / seconds / 1e9:.1f} GFLOP/s")
     # onnxruntime is the runtime we ship because it is much faster than the reference

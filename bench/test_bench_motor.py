@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import select
 import threading
-import time
 import tty
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import serial
+from bench_timing import best_of
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings
@@ -199,22 +199,6 @@ def test_controller_parser_throughput(benchmark: Any) -> None:
         mb_per_s=round(len(data) / benchmark.stats.stats.min / 1e6, 2))
 
 
-def _best(fn: Callable[[], Any], rounds: int) -> float:
-    return _best_interleaved({"fn": fn}, rounds)["fn"]
-
-
-def _best_interleaved(contenders: dict[str, Callable[[], Any]], rounds: int
-                      ) -> dict[str, float]:
-    """Best time of each, taking turns, so load from elsewhere hits all alike."""
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def test_speed_ratios(link: MotorLink, raw_sim: SimulatedController, echo: _Echo) -> None:
     raw, ser = _raw_rtt(raw_sim)
     frame = P.encode_frame(P.STATUS, 1)
@@ -223,14 +207,14 @@ def test_speed_ratios(link: MotorLink, raw_sim: SimulatedController, echo: _Echo
                       "pty echo": lambda: echo.round_trip(frame)}
         for fn in contenders.values():
             fn()  # warm-up
-        rtt = _best_interleaved(contenders, 300)
+        rtt = best_of(contenders, 300)
     finally:
         ser.close()
     # Parsers on 1,000-frame slices, interleaved with the reference: the least any parser
     # must do, in C (split at 0x00 + CRC of each block).
     data, requests = _stream()[: len(_stream()) // 10], _requests()[: len(_requests()) // 10]
     n = FRAMES // 10
-    best = _best_interleaved({
+    best = best_of({
         "host": lambda: _host_parse(data),
         "controller": lambda: _controller_parse(requests),
         "floor": lambda: [P.crc16(b) for b in data.split(b"\x00")],

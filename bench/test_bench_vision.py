@@ -14,7 +14,6 @@ Run: pytest bench/test_bench_vision.py  (figures go to docs/performance.md, "Det
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from bench_timing import best_of
 
 from dispenser.vision.align import CHIP_SIZE, align_face
 from dispenser.vision.detector import MTCNN_MODELS, MtcnnDetector
@@ -106,16 +106,6 @@ def test_opencv_agrees_on_the_face() -> None:
           f"landmarks differ by up to {shift:.2f} px")
 
 
-def _best_of(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 def test_detect_speed_ratios() -> None:
     big, small = frame_rgb(SIZES["640x480"]), frame_rgb(SIZES["320x240"])
     ours, reference = ort_detector(2), cv2_detector(2)
@@ -126,7 +116,7 @@ def test_detect_speed_ratios() -> None:
     }
     for run in contenders.values():
         run()
-    best = _best_of(contenders, rounds=15)
+    best = best_of(contenders, rounds=15)
     for name, seconds in best.items():
         print(f"{name}: {seconds * 1e3:.1f} ms")
     # onnxruntime is at least as fast as the reference runtime on the detector's small
