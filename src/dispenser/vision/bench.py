@@ -24,6 +24,7 @@ from dispenser import perf
 from dispenser.config import Settings
 from dispenser.vision.align import CHIP_SIZE, align_face
 from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.face import Face
 from dispenser.vision.images import load_image_bgr
 from dispenser.vision.pipeline import FacePipeline
 
@@ -42,6 +43,17 @@ def _frame(size: tuple[int, int]) -> npt.NDArray[np.uint8]:
 def _pipeline(threads: int) -> FacePipeline:
     vision = dataclasses.replace(Settings().vision, min_face_px=BENCH_MIN_FACE_PX)
     return FacePipeline(vision, threads=threads)
+
+
+def _rgb_and_face() -> tuple[npt.NDArray[np.uint8], Face]:
+    """The 640x480 frame as RGB (what align takes) and the one face the pipeline finds in it.
+
+    The caller owns the RGB copy and zeroes it when done.
+    """
+    frame = _frame(FRAME_SIZES[0])
+    with _pipeline(1) as pipe:
+        (face,) = pipe.detect(frame)
+    return np.ascontiguousarray(frame[:, :, ::-1]), face
 
 
 @perf.measurement("vision.detect", "face detection + quality gate per frame (1 and 2 threads)")
@@ -64,11 +76,7 @@ def _detect(options: perf.Options) -> list[perf.Result]:
 
 @perf.measurement("vision.align", "5 landmarks -> 150x150 chip (one face)")
 def _align(options: perf.Options) -> list[perf.Result]:
-    frame = _frame(FRAME_SIZES[0])
-    pipe = _pipeline(1)
-    (face,) = pipe.detect(frame)
-    pipe.close()
-    rgb = np.ascontiguousarray(frame[:, :, ::-1])
+    rgb, face = _rgb_and_face()
     chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
     try:
         return [perf.timed("vision.align", lambda: align_face(rgb, face.box, face.landmarks,
@@ -80,11 +88,7 @@ def _align(options: perf.Options) -> list[perf.Result]:
 
 @perf.measurement("vision.embed", "chip -> template, float32 and int8 (1 and 2 threads)")
 def _embed(options: perf.Options) -> list[perf.Result]:
-    frame = _frame(FRAME_SIZES[0])
-    pipe = _pipeline(1)
-    (face,) = pipe.detect(frame)
-    pipe.close()
-    rgb = np.ascontiguousarray(frame[:, :, ::-1])
+    rgb, face = _rgb_and_face()
     chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
     align_face(rgb, face.box, face.landmarks, chip)
     rgb.fill(0)
