@@ -42,6 +42,23 @@ def link(serial_settings: SerialSettings) -> Iterator[MotorLink]:
         yield ln
 
 
+def _crc16_bitwise(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE a bit at a time, straight from the catalogue's definition."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+@pytest.fixture(scope="session")
+def crc16_bitwise() -> Callable[[bytes], int]:
+    """An independent reference CRC (shares no code with protocol.py's table and portable
+    versions), for checking the codec and for the fuzz's oracle."""
+    return _crc16_bitwise
+
+
 def request_budget(settings: SerialSettings) -> float:
     """The longest one request may take by contract (all attempts timing out)."""
     return (settings.retries + 1) * settings.timeout_s

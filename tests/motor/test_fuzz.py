@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import FakeBoard
@@ -36,16 +36,7 @@ def _seed() -> int:
     return int(os.environ.get("DISPENSER_FUZZ_SEED", random.randrange(2**32)))
 
 
-# --- an independent reference decoder (bitwise CRC, byte-wise COBS) ------------------------
-
-def _ref_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
+# --- an independent reference decoder (bitwise CRC from conftest, byte-wise COBS) ----------
 
 def _ref_unstuff(block: bytes) -> bytes | None:
     out, i = bytearray(), 0
@@ -60,13 +51,13 @@ def _ref_unstuff(block: bytes) -> bytes | None:
     return bytes(out)
 
 
-def _ref_is_runnable_dispense(block: bytes) -> bool:
+def _ref_is_runnable_dispense(block: bytes, crc: Callable[[bytes], int]) -> bool:
     """Would a correct controller start the motor for this block? (CRC, layout, type,
     boot id, length all right.)"""
     body = _ref_unstuff(block)
     if body is None or len(body) != 11 or body[4] != 4:
         return False
-    if _ref_crc(body[:9]) != body[9] | body[10] << 8:
+    if crc(body[:9]) != body[9] | body[10] << 8:
         return False
     length = body[5] | body[6] << 8
     return body[0] == 1 and body[1] == P.DISPENSE and body[7] | body[8] << 8 == BOOT and (
@@ -131,7 +122,7 @@ def _stream(rng: random.Random, n: int, types: tuple[int, ...]) -> Iterator[byte
 
 # --- the two sides ---------------------------------------------------------------------------
 
-def _fuzz_controller(n: int, seed: int) -> None:
+def _fuzz_controller(n: int, seed: int, ref_crc: Callable[[bytes], int]) -> None:
     rng = random.Random(seed)
     board = FakeBoard()  # door shut, paper in: an intact DISPENSE would run
     now = [0]
@@ -147,7 +138,7 @@ def _fuzz_controller(n: int, seed: int) -> None:
     for chunk in _stream(rng, n, (*P.REQUEST_TYPES, 0x7E)):
         pending += chunk
         *blocks, ref_tail = (ref_tail + chunk).split(b"\x00")
-        runnable += sum(1 for block in blocks if _ref_is_runnable_dispense(block))
+        runnable += sum(1 for block in blocks if _ref_is_runnable_dispense(block, ref_crc))
         cut = rng.randrange(len(pending) + 1)            # arbitrary read boundaries
         ctl.receive(bytes(pending[:cut]))
         del pending[:cut]
@@ -175,8 +166,8 @@ def _fuzz_host(n: int, seed: int) -> None:
     assert link.button_presses() >= 0
 
 
-def test_controller_parser_survives_100k_frames() -> None:
-    _fuzz_controller(CI_FRAMES, _seed())
+def test_controller_parser_survives_100k_frames(crc16_bitwise: Callable[[bytes], int]) -> None:
+    _fuzz_controller(CI_FRAMES, _seed(), crc16_bitwise)
 
 
 def test_host_parser_survives_100k_frames() -> None:
@@ -184,8 +175,8 @@ def test_host_parser_survives_100k_frames() -> None:
 
 
 @pytest.mark.slow
-def test_controller_parser_long_run() -> None:
-    _fuzz_controller(SLOW_FRAMES, _seed())
+def test_controller_parser_long_run(crc16_bitwise: Callable[[bytes], int]) -> None:
+    _fuzz_controller(SLOW_FRAMES, _seed(), crc16_bitwise)
 
 
 @pytest.mark.slow
@@ -193,10 +184,11 @@ def test_host_parser_long_run() -> None:
     _fuzz_host(SLOW_FRAMES, _seed())
 
 
-def test_the_reference_decoder_accepts_what_the_codec_sends() -> None:
+def test_the_reference_decoder_accepts_what_the_codec_sends(
+        crc16_bitwise: Callable[[bytes], int]) -> None:
     """The fuzz's oracle would catch a valid dispense (else the property is vacuous)."""
     frame = P.encode_frame(P.DISPENSE, 9, P.u16(600) + P.u16(BOOT))
-    assert _ref_is_runnable_dispense(frame[:-1])
+    assert _ref_is_runnable_dispense(frame[:-1], crc16_bitwise)
     board = FakeBoard()
     Controller(board, lambda: 0, lambda b: None, BOOT).receive(frame)
     assert board.starts == 1
