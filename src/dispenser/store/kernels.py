@@ -59,21 +59,24 @@ def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray
                          deny_window: float) -> float:
     """Highest dot product between the probe and every LIVE row with age < deny_window.
 
-    Fused: the mask, the dot product (row i against the probe rotated by row i's epoch key)
-    and the running max happen in one pass; -inf when no row qualifies.
+    Fused: the dot product (row i against the probe rotated by row i's epoch key), the mask
+    and the running max happen in one pass; -inf when no row qualifies. The mask is applied
+    as a select after the dot product rather than as a branch around it: the loop then has
+    no data-dependent branch and streams the buffer about 1.3x slower than a plain sum
+    instead of 1.7x (bench/test_bench_store.py). Masked-out rows (free: all zeros, key -1
+    read as key 0) contribute nothing.
     """
-    best = -np.inf
+    best = np.float32(-np.inf)
+    excluded = np.float32(-np.inf)
     dim = rows.shape[1]
     for i in range(rows.shape[0]):
-        if state[i] != LIVE or not (now - served[i] < deny_window):
-            continue
-        k = slot_key[i]
+        k = max(slot_key[i], 0)
         acc = np.float32(0.0)
         for j in range(dim):
             acc += rows[i, j] * rotated[k, j]
-        if acc > best:
-            best = float(acc)
-    return best
+        qualifies = (state[i] == LIVE) & (now - served[i] < deny_window)
+        best = max(best, acc if qualifies else excluded)
+    return float(best)
 
 
 @njit(cache=True, nogil=True)
