@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dispenser.clock import VirtualClock
+from dispenser.config import StoreSettings
 from dispenser.store import TemplateStore
 
 EPS = 1e-6
@@ -69,6 +70,16 @@ def test_a_reserved_but_uncommitted_entry_denies_nobody(
     first = store.decide(template(1))
     assert first.dispense
     assert store.decide(template(1)).dispense  # paper not confirmed yet: fail open
+
+
+def test_a_reserved_entry_denies_nobody_even_right_after_boot(
+        template: Callable[[int], np.ndarray]) -> None:
+    """Shortly after boot the clock reads less than the deny window: only the state, not
+    the (zero) commit time, may keep a reserved entry out of the comparison."""
+    with TemplateStore(StoreSettings(), threshold=0.93, clock=VirtualClock(10.0),
+                       start_sweeper=False) as store:
+        assert store.decide(template(1)).dispense
+        assert store.decide(template(1)).dispense
 
 
 def test_denied_probe_is_not_stored(make_store: Callable[..., TemplateStore],
