@@ -17,19 +17,6 @@ U8 = npt.NDArray[np.uint8]
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
-@pytest.fixture(scope="module")
-def astronaut() -> U8:
-    bgr = cv2.imread(str(DATA_DIR / "astronaut.png"), cv2.IMREAD_COLOR)
-    assert bgr is not None
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / "dlib_resnet_golden.npz") as z:
-        return {k: z[k] for k in z.files}
-
-
 def _rotation(deg: float) -> npt.NDArray[np.float64]:
     a = np.deg2rad(deg)
     return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
@@ -66,11 +53,12 @@ def test_similarity_transform_is_least_squares_and_never_reflects() -> None:
 
 
 def test_dlib_chip_matches_dlibs_own_get_face_chip(
-    astronaut: U8, golden: dict[str, np.ndarray]
+    astronaut_rgb: U8, dlib_golden: dict[str, np.ndarray]
 ) -> None:
     out = np.zeros((150, 150, 3), np.uint8)
-    align.extract_dlib_chip(astronaut, golden["astronaut_landmarks5"].astype(np.float64), out)
-    diff = out.astype(np.int16) - golden["chips"][0].astype(np.int16)
+    landmarks = dlib_golden["astronaut_landmarks5"].astype(np.float64)
+    align.extract_dlib_chip(astronaut_rgb, landmarks, out)
+    diff = out.astype(np.int16) - dlib_golden["chips"][0].astype(np.int16)
     # dlib truncates interpolated values where OpenCV rounds: 0 or +1 everywhere, never more.
     assert np.abs(diff).max() <= 1
     assert np.abs(diff).mean() < 0.6
@@ -95,9 +83,9 @@ def _place_chip(chip: U8, scale: float, angle: float, canvas: int) -> tuple[U8, 
 
 
 @pytest.mark.parametrize(("scale", "angle"), [(1.3, 12.0), (0.9, -25.0), (4.5, 8.0)])
-def test_mtcnn_path_undoes_a_known_similarity(golden: dict[str, np.ndarray], scale: float,
+def test_mtcnn_path_undoes_a_known_similarity(dlib_golden: dict[str, np.ndarray], scale: float,
                                               angle: float) -> None:
-    chip = golden["chips"][0]
+    chip = dlib_golden["chips"][0]
     image, chip_to_image = _place_chip(chip, scale, angle, canvas=int(150 * scale * 1.6))
     landmarks = _apply(chip_to_image, align.MTCNN_CHIP_TEMPLATE).astype(np.float32)
     out = np.full((150, 150, 3), 7, np.uint8)
@@ -143,12 +131,12 @@ def test_pyramid_levels_are_zeroised_after_use(monkeypatch: pytest.MonkeyPatch) 
     assert out.any()
 
 
-def test_chip_is_written_into_the_callers_buffer(astronaut: U8) -> None:
+def test_chip_is_written_into_the_callers_buffer(astronaut_rgb: U8) -> None:
     out = np.zeros((150, 150, 3), np.uint8)
     address = out.__array_interface__["data"][0]
     landmarks = np.array([[185.0, 100.0], [245.0, 100.0], [215.0, 130.0], [190.0, 150.0],
                           [240.0, 150.0]], np.float32)
-    align.align_face(astronaut, (170.0, 70.0, 260.0, 170.0), landmarks, out)
+    align.align_face(astronaut_rgb, (170.0, 70.0, 260.0, 170.0), landmarks, out)
     assert out.__array_interface__["data"][0] == address
     assert out.std() > 10  # a real picture, not an empty buffer
 
@@ -189,25 +177,25 @@ def test_bad_inputs_give_one_line_errors(image: np.ndarray, landmarks: np.ndarra
 
 
 def test_align_face_gives_dlibs_template_from_an_mtcnn_detection(
-    astronaut: U8, golden: dict[str, np.ndarray]
+    astronaut_rgb: U8, dlib_golden: dict[str, np.ndarray]
 ) -> None:
     from dispenser.vision.detector import MtcnnDetector
     from dispenser.vision.embedder import Embedder
 
-    faces = MtcnnDetector(min_face_px=40, max_side_px=1024, threads=1).detect(astronaut)
+    faces = MtcnnDetector(min_face_px=40, max_side_px=1024, threads=1).detect(astronaut_rgb)
     face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    hog_box = golden["astronaut_box"].astype(np.float64)
+    hog_box = dlib_golden["astronaut_box"].astype(np.float64)
     mapped = np.array(align.dlib_box_from_mtcnn(face.box))
     assert np.abs(mapped - hog_box).max() < 0.1 * (hog_box[2] - hog_box[0])
 
     embedder = Embedder(threads=1)
-    reference = golden["descriptors"][0] / np.linalg.norm(golden["descriptors"][0])
+    reference = dlib_golden["descriptors"][0] / np.linalg.norm(dlib_golden["descriptors"][0])
     chip = np.zeros((150, 150, 3), np.uint8)
     template = np.zeros(128, np.float32)
-    align.align_face(astronaut, face.box, face.landmarks, chip)
+    align.align_face(astronaut_rgb, face.box, face.landmarks, chip)
     embedder.embed(chip, template)
     via_shape_predictor = float(template @ reference)
-    align.extract_chip(astronaut, face.landmarks, chip)
+    align.extract_chip(astronaut_rgb, face.landmarks, chip)
     embedder.embed(chip, template)
     via_mtcnn_template = float(template @ reference)
     # the default path is the one closer to dlib's own pipeline (models/README.md)
@@ -215,21 +203,21 @@ def test_align_face_gives_dlibs_template_from_an_mtcnn_detection(
     assert via_shape_predictor > via_mtcnn_template
 
 
-def test_align_face_refuses_an_empty_box(astronaut: U8) -> None:
+def test_align_face_refuses_an_empty_box(astronaut_rgb: U8) -> None:
     out = np.zeros((150, 150, 3), np.uint8)
     landmarks = np.ones((5, 2), np.float32)
     with pytest.raises(DispenserError, match="box"):
-        align.align_face(astronaut, (100.0, 100.0, 100.0, 150.0), landmarks, out)
+        align.align_face(astronaut_rgb, (100.0, 100.0, 100.0, 150.0), landmarks, out)
 
 
-def test_large_faces_match_dlibs_pyramid_chips(astronaut: U8) -> None:
+def test_large_faces_match_dlibs_pyramid_chips(astronaut_rgb: U8) -> None:
     # dlib halves the image once (x3) and twice (x5) before sampling these chips; OpenCV's
     # pyramid rounds where dlib truncates (about half a grey level per level), nothing more.
     with np.load(DATA_DIR / "dlib_chip_pyramid_golden.npz") as z:
         scales, landmarks, chips = z["scales"], z["landmarks5"], z["chips"]
     out = np.zeros((150, 150, 3), np.uint8)
     for levels, (scale, points, chip) in enumerate(zip(scales, landmarks, chips, strict=True), 1):
-        big = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        big = cv2.resize(astronaut_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         align.extract_dlib_chip(big, points.astype(np.float64), out)
         diff = np.abs(out.astype(np.int16) - chip.astype(np.int16))
         assert diff.mean() < 0.6 + 0.5 * levels  # without dlib's pyramid offset: 2.0 and 3.3

@@ -24,13 +24,6 @@ MODEL = "dlib_face_recognition_resnet_model_v1"
 
 
 @pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    path = Path(__file__).resolve().parent.parent / "data" / "dlib_resnet_golden.npz"
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
-
-
-@pytest.fixture(scope="module")
 def embedder() -> Embedder:
     return Embedder(threads=2, batch_capacity=4)
 
@@ -42,14 +35,14 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_onnx_graph_reproduces_dlib_raw_descriptors(
-        golden: dict[str, np.ndarray], record_property: Callable[[str, Any], None]) -> None:
+        dlib_golden: dict[str, np.ndarray], record_property: Callable[[str, Any], None]) -> None:
     """The committed ONNX itself (no normalisation of ours) against dlib's raw vectors."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(packaged_model_path(f"{MODEL}.onnx")),
                                    providers=["CPUExecutionProvider"])
-    raw = session.run(["descriptor"], {"chip": golden["chips"]})[0].astype(np.float64)
-    ref = golden["descriptors"]
+    raw = session.run(["descriptor"], {"chip": dlib_golden["chips"]})[0].astype(np.float64)
+    ref = dlib_golden["descriptors"]
     diff = float(np.abs(raw - ref).max())
     cos = _cosines(raw, ref)
     record_property("max_abs_diff_raw", diff)
@@ -60,9 +53,9 @@ def test_onnx_graph_reproduces_dlib_raw_descriptors(
 
 
 def test_matches_dlib_reference_descriptors(
-        embedder: Embedder, golden: dict[str, np.ndarray],
+        embedder: Embedder, dlib_golden: dict[str, np.ndarray],
         record_property: Callable[[str, Any], None]) -> None:
-    chips, ref = golden["chips"], golden["descriptors"]
+    chips, ref = dlib_golden["chips"], dlib_golden["descriptors"]
     templates = np.empty((len(chips), 128), np.float32)
     for chip, out in zip(chips, templates, strict=True):
         embedder.embed(chip, out)
@@ -77,9 +70,9 @@ def test_matches_dlib_reference_descriptors(
 
 
 def test_templates_are_unit_length_and_distinct(
-        embedder: Embedder, golden: dict[str, np.ndarray]) -> None:
+        embedder: Embedder, dlib_golden: dict[str, np.ndarray]) -> None:
     out = np.empty((6, 128), np.float32)
-    embedder.embed_batch(golden["chips"], out)
+    embedder.embed_batch(dlib_golden["chips"], out)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
     similarity = out @ out.T
     assert similarity[np.triu_indices(6, 1)].max() < 0.999  # six different inputs
@@ -87,8 +80,8 @@ def test_templates_are_unit_length_and_distinct(
 
 
 def test_batch_in_chunks_equals_one_by_one(
-        embedder: Embedder, golden: dict[str, np.ndarray]) -> None:
-    chips = golden["chips"]  # 6 chips through batch_capacity 4: chunks of 4 and 2
+        embedder: Embedder, dlib_golden: dict[str, np.ndarray]) -> None:
+    chips = dlib_golden["chips"]  # 6 chips through batch_capacity 4: chunks of 4 and 2
     batch = np.empty((6, 128), np.float32)
     embedder.embed_batch(chips, batch)
     single = np.empty((6, 128), np.float32)
@@ -136,19 +129,19 @@ def _assert_owned_buffers_zero(embedder: Embedder) -> None:
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_owned_buffers_hold_the_face_only_during_the_run(
-        golden: dict[str, np.ndarray], batch: bool) -> None:
+        dlib_golden: dict[str, np.ndarray], batch: bool) -> None:
     """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after;
     every face run is followed by a scrub run on the zeroed chip."""
     embedder = Embedder(threads=1, batch_capacity=4)
     spy = _SpySession(embedder)
     if batch:
-        embedder.embed_batch(golden["chips"][:3], np.empty((3, 128), np.float32))
+        embedder.embed_batch(dlib_golden["chips"][:3], np.empty((3, 128), np.float32))
     else:
-        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
+        embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
     # first use of a batch size: a planning run on zeros, the face, the scrub
     assert spy.runs == [(False, True), (True, True), (False, True)]
     _assert_owned_buffers_zero(embedder)
-    embedder.embed(golden["chips"][1], np.empty(128, np.float32))
+    embedder.embed(dlib_golden["chips"][1], np.empty(128, np.float32))
     second = [(True, True), (False, True)]
     if batch:  # batch size 1 is new to this embedder: planned on zeros first
         second = [(False, True), *second]
@@ -156,11 +149,11 @@ def test_owned_buffers_hold_the_face_only_during_the_run(
     _assert_owned_buffers_zero(embedder)
 
 
-def test_owned_buffers_are_zeroised_when_a_run_fails(golden: dict[str, np.ndarray]) -> None:
+def test_owned_buffers_are_zeroised_when_a_run_fails(dlib_golden: dict[str, np.ndarray]) -> None:
     embedder = Embedder(threads=1, batch_capacity=2)
     spy = _SpySession(embedder, fail_on_face=True)
     with pytest.raises(RuntimeError, match="injected"):
-        embedder.embed(golden["chips"][0], np.empty(128, np.float32))
+        embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
     assert spy.runs == [(False, True), (True, True), (False, True)]
     _assert_owned_buffers_zero(embedder)
 
@@ -245,7 +238,7 @@ def test_threads_come_from_the_settings() -> None:
 
 
 def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
-        golden: dict[str, np.ndarray]) -> None:
+        dlib_golden: dict[str, np.ndarray]) -> None:
     """Scan our own address space: onnxruntime wrote the descriptor only into the owned
     buffer (now zero), and the template exists only in the caller's buffer.
 
@@ -257,7 +250,7 @@ def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
     reference = np.zeros((2, 128), np.float32)  # excluded from the scan by scan_own_memory
     _SpySession(embedder, on_face=lambda: np.copyto(reference[0], embedder._descriptors[0]))
     out = np.empty(128, np.float32)
-    embedder.embed(np.ascontiguousarray(golden["chips"][0][:, ::-1]), out)
+    embedder.embed(np.ascontiguousarray(dlib_golden["chips"][0][:, ::-1]), out)
     np.copyto(reference[1], out)
     assert reference.any(axis=1).all()
     assert scan_own_memory(reference).hits == (0, 1)  # positive control: the caller's copy
@@ -276,7 +269,7 @@ sys.stdout.buffer.write(np.ascontiguousarray(pooled, np.float32).tobytes())
 
 
 def test_scrub_run_overwrites_onnxruntimes_copy_of_the_pooled_features(
-        golden: dict[str, np.ndarray], tmp_path: Path) -> None:
+        dlib_golden: dict[str, np.ndarray], tmp_path: Path) -> None:
     """The 256 pooled features (the template is `features @ W`) are in onnxruntime's arena
     right after a face run and gone once embed() returns.
 
@@ -294,7 +287,7 @@ def test_scrub_run_overwrites_onnxruntimes_copy_of_the_pooled_features(
     model.graph.output.append(onnx.helper.make_tensor_value_info(pool, onnx.TensorProto.FLOAT,
                                                                  None))
     onnx.save(model, str(tmp_path / "probe.onnx"))
-    chip = np.ascontiguousarray(golden["chips"][4][::-1])  # the ramp upside down: unique
+    chip = np.ascontiguousarray(dlib_golden["chips"][4][::-1])  # the ramp upside down: unique
     np.save(tmp_path / "chip.npy", chip[None])
     reference = np.zeros((1, 256), np.float32)
     child = subprocess.Popen(

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import onnxruntime as ort
 import pytest
 
 from dispenser.errors import DispenserError
 from dispenser.vision.embedder import EMBEDDER_MODEL, EMBEDDER_MODELS, check_session_io
-from dispenser.vision.model_files import load_card, packaged_model_path, read_verified_model
+from dispenser.vision.model_files import (
+    ModelCard,
+    load_card,
+    packaged_model_path,
+    read_verified_model,
+)
 
 every_variant = pytest.mark.parametrize("model", sorted(EMBEDDER_MODELS.values()))
 
@@ -23,10 +29,10 @@ def test_card_hash_is_the_committed_file(model: str) -> None:
 
 
 @every_variant
-def test_graph_inputs_and_outputs_are_the_cards(model: str) -> None:
-    card = load_card(model)
-    session = ort.InferenceSession(str(packaged_model_path(card.file)),
-                                   providers=["CPUExecutionProvider"])
+def test_graph_inputs_and_outputs_are_the_cards(
+        card_and_session: Callable[[str], tuple[ModelCard, ort.InferenceSession]],
+        model: str) -> None:
+    card, session = card_and_session(model)
     check_session_io(session, card)
     (chip,), (descriptor,) = session.get_inputs(), session.get_outputs()
     assert (chip.name, chip.type, chip.shape) == ("chip", "tensor(uint8)", ["batch", 150, 150, 3])
@@ -34,11 +40,10 @@ def test_graph_inputs_and_outputs_are_the_cards(model: str) -> None:
         "descriptor", "tensor(float)", ["batch", 128])
 
 
-def test_graph_records_the_source_the_card_names() -> None:
+def test_graph_records_the_source_the_card_names(
+        card_and_session: Callable[[str], tuple[ModelCard, ort.InferenceSession]]) -> None:
     """The converter writes the source's sha256 and means into the ONNX metadata."""
-    card = load_card(EMBEDDER_MODEL)
-    session = ort.InferenceSession(str(packaged_model_path(card.file)),
-                                   providers=["CPUExecutionProvider"])
+    card, session = card_and_session(EMBEDDER_MODEL)
     meta = session.get_modelmeta()
     assert meta.custom_metadata_map["source_sha256"] == card.sections["source"]["sha256"]
     assert meta.producer_name == "dispenser models/convert_dlib_resnet.py"

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -15,7 +16,7 @@ import pytest
 
 from dispenser.vision.detector import MTCNN_MODELS
 from dispenser.vision.embedder import check_session_io
-from dispenser.vision.model_files import load_card, packaged_model_path
+from dispenser.vision.model_files import ModelCard, load_card, packaged_model_path
 
 every_stage = pytest.mark.parametrize("model", MTCNN_MODELS)
 
@@ -28,10 +29,10 @@ def test_file_hash_equals_card_and_source_member(model: str) -> None:
 
 
 @every_stage
-def test_graph_inputs_and_outputs_are_the_cards(model: str) -> None:
-    card = load_card(model)
-    session = ort.InferenceSession(str(packaged_model_path(card.file)),
-                                   providers=["CPUExecutionProvider"])
+def test_graph_inputs_and_outputs_are_the_cards(
+        card_and_session: Callable[[str], tuple[ModelCard, ort.InferenceSession]],
+        model: str) -> None:
+    card, session = card_and_session(model)
     check_session_io(session, card)
 
 

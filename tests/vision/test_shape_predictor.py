@@ -8,9 +8,7 @@ import math
 import tomllib
 from pathlib import Path
 
-import cv2
 import numpy as np
-import numpy.typing as npt
 import pytest
 from dispenser.models import convert_shape_predictor as conv
 from dispenser.models.dlib_serialize import DlibFormatError
@@ -19,25 +17,10 @@ from dispenser.errors import DispenserError
 from dispenser.vision.model_files import packaged_model_path
 from dispenser.vision.shape_predictor import MODEL_NAME, ShapePredictor
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-
 
 @pytest.fixture(scope="module")
 def predictor() -> ShapePredictor:
     return ShapePredictor()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> npt.NDArray[np.uint8]:
-    bgr = cv2.imread(str(DATA_DIR / "astronaut.png"), cv2.IMREAD_COLOR)
-    assert bgr is not None
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / "dlib_resnet_golden.npz") as z:
-        return {k: z[k] for k in ("astronaut_box", "astronaut_landmarks5")}
 
 
 def _predict(p: ShapePredictor, image: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
@@ -46,35 +29,36 @@ def _predict(p: ShapePredictor, image: np.ndarray, box: tuple[float, ...]) -> np
     return out
 
 
-def test_matches_dlib_on_the_astronaut(predictor: ShapePredictor, astronaut: np.ndarray,
-                                       golden: dict[str, np.ndarray]) -> None:
-    box = tuple(float(v) for v in golden["astronaut_box"])
-    points = _predict(predictor, astronaut, box)
+def test_matches_dlib_on_the_astronaut(predictor: ShapePredictor, astronaut_rgb: np.ndarray,
+                                       dlib_golden: dict[str, np.ndarray]) -> None:
+    box = tuple(float(v) for v in dlib_golden["astronaut_box"])
+    points = _predict(predictor, astronaut_rgb, box)
     # dlib rounds its points to whole pixels (floor(x + 0.5)); ours agree exactly once rounded
-    np.testing.assert_array_equal(np.floor(points + 0.5), golden["astronaut_landmarks5"])
+    np.testing.assert_array_equal(np.floor(points + 0.5), dlib_golden["astronaut_landmarks5"])
 
 
-def test_colour_order_does_not_matter(predictor: ShapePredictor, astronaut: np.ndarray,
-                                      golden: dict[str, np.ndarray]) -> None:
-    box = tuple(float(v) for v in golden["astronaut_box"])
-    bgr = np.ascontiguousarray(astronaut[:, :, ::-1])
+def test_colour_order_does_not_matter(predictor: ShapePredictor, astronaut_rgb: np.ndarray,
+                                      dlib_golden: dict[str, np.ndarray]) -> None:
+    box = tuple(float(v) for v in dlib_golden["astronaut_box"])
+    bgr = np.ascontiguousarray(astronaut_rgb[:, :, ::-1])
     np.testing.assert_array_equal(_predict(predictor, bgr, box),
-                                  _predict(predictor, astronaut, box))
+                                  _predict(predictor, astronaut_rgb, box))
 
 
 def test_moving_image_and_box_together_moves_the_points(
-        predictor: ShapePredictor, astronaut: np.ndarray, golden: dict[str, np.ndarray]) -> None:
-    box = np.array(golden["astronaut_box"], dtype=np.float64)
+        predictor: ShapePredictor, astronaut_rgb: np.ndarray,
+        dlib_golden: dict[str, np.ndarray]) -> None:
+    box = np.array(dlib_golden["astronaut_box"], dtype=np.float64)
     shifted = np.zeros((512 + 7, 512 + 13, 3), np.uint8)
-    shifted[7:, 13:] = astronaut
-    before = _predict(predictor, astronaut, tuple(box))
+    shifted[7:, 13:] = astronaut_rgb
+    before = _predict(predictor, astronaut_rgb, tuple(box))
     after = _predict(predictor, shifted, tuple(np.add(box, (13, 7, 13, 7))))
     np.testing.assert_allclose(after - before, np.tile([13.0, 7.0], (5, 1)), atol=1e-3)
 
 
 def test_face_partly_outside_the_image_still_gives_finite_points(
-        predictor: ShapePredictor, astronaut: np.ndarray) -> None:
-    points = _predict(predictor, astronaut, (-40.0, -40.0, 60.0, 60.0))
+        predictor: ShapePredictor, astronaut_rgb: np.ndarray) -> None:
+    points = _predict(predictor, astronaut_rgb, (-40.0, -40.0, 60.0, 60.0))
     assert np.all(np.isfinite(points))
 
 
