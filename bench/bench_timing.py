@@ -15,8 +15,10 @@ from collections.abc import Callable
 def best_of(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """Best wall time in seconds of each contender over `rounds`, the contenders taking turns.
 
-    Warm-up is the caller's: what a first run allocates or plans differs per contender.
+    Each contender first runs once untimed: first runs allocate, plan and fill caches.
     """
+    for run in contenders.values():
+        run()
     best = dict.fromkeys(contenders, float("inf"))
     for _ in range(rounds):
         for name, run in contenders.items():

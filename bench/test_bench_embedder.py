@@ -165,8 +165,6 @@ def test_speed_ratios(chip: np.ndarray, macs: int) -> None:
         "cv2 float32 2t": cv2_network("float32", 2, chip),
         "Embedder.embed float32 2t": embedder_call("float32", 2, chip),
     }
-    for run in contenders.values():  # warm-up: first runs allocate and plan
-        run()
     best = best_of(contenders, rounds=40)
     for name, seconds in best.items():
         print(f"{name}: {seconds * 1e3:.2f} ms, {2 * macs / seconds / 1e9:.1f} GFLOP/s")

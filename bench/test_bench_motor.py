@@ -205,8 +205,6 @@ def test_speed_ratios(link: MotorLink, raw_sim: SimulatedController, echo: _Echo
     try:
         contenders = {"link": _link_rtt(link), "raw pyserial": raw,
                       "pty echo": lambda: echo.round_trip(frame)}
-        for fn in contenders.values():
-            fn()  # warm-up
         rtt = best_of(contenders, 300)
     finally:
         ser.close()
