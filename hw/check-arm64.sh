@@ -104,7 +104,7 @@ readonly MIRROR
 preflight() {
     [[ "$(id -u)" -eq 0 ]] || die 2 "must run as root (debootstrap, chroot and binfmt_misc need it)"
     local tool
-    for tool in debootstrap chroot git tar; do
+    for tool in debootstrap chroot git tar flock; do
         command -v "${tool}" >/dev/null \
             || die 2 "'${tool}' not found; install: apt-get install qemu-user-static debootstrap binfmt-support git"
     done
@@ -343,8 +343,17 @@ summary() {
     [[ "${overall}" == PASS ]]
 }
 
+take_lock() {
+    # Two runs on one root would delete each other's source tree and venv mid-test.
+    mkdir -p "$(dirname "${ROOT}")"
+    exec 9>"${ROOT}.lock"
+    flock -n 9 || die 2 "another check-arm64 run is using ${ROOT} (lock ${ROOT}.lock);" \
+        "wait for it or set DISPENSER_ARM64_ROOT to another folder"
+}
+
 main() {
     preflight
+    take_lock
     local start
     start="$(now)"
     register_binfmt
