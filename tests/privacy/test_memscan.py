@@ -47,3 +47,31 @@ def test_patterns_straddling_chunk_boundaries_are_found_once(
 def test_empty_reference_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         scan_own_memory(np.zeros((0, 128), np.float32))
+
+
+def test_an_unprivileged_non_dumpable_process_can_scan_itself() -> None:
+    """The board runs as a service user with core dumps off (non-dumpable): the scan must
+    still open its own memory, and leave the process non-dumpable afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    # Everything is imported (and lazily loaded codecs warmed up by a first scan) before
+    # dropping to 'nobody', who may not read this machine's Python installation.
+    code = (
+        "import os, numpy as np\n"
+        "from dispenser.privacy import memory\n"
+        "from dispenser.privacy.memscan import scan_own_memory\n"
+        "live = np.random.default_rng(3).standard_normal((1, 128)).astype(np.float32)\n"
+        "ref = live.copy()\n"
+        "scan_own_memory(ref)\n"
+        "if os.geteuid() == 0:\n"
+        "    os.setgid(65534); os.setuid(65534)\n"
+        "memory.disable_core_dumps()\n"
+        "print(os.geteuid(), scan_own_memory(ref).hits[0], memory.core_dumps_disabled())\n")
+    env = {**os.environ, "HOME": "/tmp", "NUMBA_CACHE_DIR": "/tmp"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False, env=env)
+    assert out.returncode == 0, out.stderr[-1500:]
+    uid, hits, still_disabled = out.stdout.split()
+    assert uid != "0" and int(hits) >= 1 and still_disabled == "True"

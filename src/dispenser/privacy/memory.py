@@ -17,6 +17,8 @@ import ctypes
 import logging
 import resource
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +107,25 @@ def disable_core_dumps() -> bool:
         return False
     _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     return core_dumps_disabled()
+
+
+@contextmanager
+def own_memory_readable() -> Iterator[None]:
+    """Let this process open its own /proc/self/mem for the duration of the block.
+
+    A non-dumpable process (`disable_core_dumps`) gets root-owned /proc/self files, so an
+    unprivileged service user could not audit its own memory. The block makes the process
+    dumpable again and restores the previous state after it; RLIMIT_CORE stays 0 all along,
+    so no core file can be written in between.
+    """
+    was_dumpable = _LIBC is None or _LIBC.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) != 0
+    if not was_dumpable:
+        _LIBC.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if not was_dumpable:
+            _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # type: ignore[union-attr]
 
 
 def core_dumps_disabled() -> bool:

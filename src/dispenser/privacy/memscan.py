@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dispenser.privacy.memory import own_memory_readable
+
 _MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$")
 # Kernel-provided mappings that cannot be read through /proc/self/mem or hold no user data.
 _SKIP_NAMES = ("[vvar]", "[vsyscall]", "[vvar_vclock]")
@@ -105,7 +107,7 @@ def scan_own_memory(reference: np.ndarray) -> ScanResult:
                (buf_addr, buf_addr + len(buf))]
     hits = [0] * flat.shape[0]
     scanned = regions_ok = unreadable = 0
-    with open("/proc/self/mem", "rb", buffering=0) as mem:
+    with own_memory_readable(), open("/proc/self/mem", "rb", buffering=0) as mem:
         for start, end in _readable_regions(exclude):
             read = _scan_region(mem, start, end, buf, finder, hits)
             scanned += max(read, 0)
