@@ -39,6 +39,20 @@ def frame_rgb(size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA)[:, :, ::-1])
 
 
+class Cv2Binding:
+    """onnxruntime's IOBinding API as the detector uses it: OrtValues over numpy arrays."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, np.ndarray] = {}
+        self.outputs: dict[str, np.ndarray] = {}
+
+    def bind_ortvalue_input(self, name: str, value: Any) -> None:
+        self.inputs[name] = value.numpy()  # a CPU OrtValue's numpy() shares its memory
+
+    def bind_ortvalue_output(self, name: str, value: Any) -> None:
+        self.outputs[name] = value.numpy()
+
+
 class Cv2Session:
     """The slice of onnxruntime's InferenceSession API the detector uses, on cv2.dnn."""
 
@@ -51,6 +65,14 @@ class Cv2Session:
         (x,) = feeds.values()
         self._net.setInput(x)
         return list(self._net.forward(list(names)))
+
+    def io_binding(self) -> Cv2Binding:
+        return Cv2Binding()
+
+    def run_with_iobinding(self, binding: Cv2Binding) -> None:
+        names = list(binding.outputs)
+        for name, value in zip(names, self.run(names, binding.inputs), strict=True):
+            np.copyto(binding.outputs[name], value.reshape(binding.outputs[name].shape))
 
 
 def ort_detector(threads: int) -> MtcnnDetector:

@@ -19,6 +19,11 @@ Input geometry the networks expect (established on a real face, see the cards): 
 images), so every network input here is `image.transpose(1, 0, 2)` and P-Net's output maps
 are transposed back. Outputs are boxes, scores and landmarks only (invariant 6).
 
+Memory: every image the cascade makes (downscaled frame, pyramid levels, crops, network
+inputs) and every network output lives in buffers the detector owns, bound to onnxruntime
+by I/O binding, locked against swap and zeroised after each `detect`
+(dispenser.vision.detector_buffers; tests/vision/test_detector_buffers.py).
+
 Coordinates are continuous pixel coordinates of the caller's image: a box is
 (x0, y0, x1, y1) with width x1 - x0. Landmark order: left eye, right eye, nose, mouth
 left, mouth right, "left" meaning image-left.
@@ -26,7 +31,7 @@ left, mouth right, "left" meaning image-left.
 
 from __future__ import annotations
 
-import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dispenser.errors import DispenserError
+from dispenser.privacy.memory import locked_buffer, zeroise
+from dispenser.vision.detector_buffers import BatchBuffers, FlatBuffer, PnetBuffers, normalise_into
 from dispenser.vision.embedder import check_session_io
 from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
 from dispenser.vision.ort_session import create_session
@@ -141,25 +148,34 @@ def pyramid_scales(height: int, width: int, min_face_px: float) -> list[float]:
     return scales
 
 
-def _resize(image: U8Image, width: int, height: int) -> U8Image:
-    """Area-interpolated resize (the right filter for shrinking; smooth when enlarging)."""
-    return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
-                      dtype=np.uint8)
+RNET_BATCH: Final = 64
+"""R-Net crops per run, the bound its buffers are allocated for; more candidates run in
+further batches of this size. Measured on our test photos: P-Net leaves 20-46 candidates
+for one face at a 40 px minimum face (fewer at the default 60), 70-220 at 12 px."""
+ONET_BATCH: Final = 16
+"""O-Net crops per run (R-Net's NMS leaves 5-11 per face on our test photos); more run
+in further batches of this size."""
+PYRAMID_SIZES: Final = 3
+"""Working-image sizes whose P-Net buffers are kept (see MtcnnDetector._pyramid_for)."""
 
 
-def _network_input(rgb: U8Image) -> FloatArray:
-    """uint8 HxWx3 RGB -> float32 (1, W, H, 3) normalised, spatial axes swapped."""
-    x = rgb.transpose(1, 0, 2).astype(np.float32)
-    x -= _NORM_MEAN
-    x *= _NORM_SCALE
-    return x[None]
+def _resize_into(image: U8Image, out: U8Image) -> None:
+    """Area-interpolated resize of `image` into `out` (the right filter for shrinking;
+    smooth when enlarging). OpenCV writes into `out` itself: same shape and dtype."""
+    cv2.resize(image, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
 
 
 class MtcnnDetector:
-    """The three MTCNN sessions and the cascade around them. One caller at a time.
+    """The three MTCNN sessions, the cascade around them and the buffers it works in.
 
     `min_face_px` is the smallest face (box side, in pixels of the image given to
     `detect`) searched for; `max_side_px` bounds the longer side the cascade works on.
+    Not thread-safe: one caller at a time (the buffers are shared between calls).
+
+    Every array that holds face pixels or a network output lives in a buffer this object
+    owns (dispenser.vision.detector_buffers): allocated once (the pyramid's once per
+    working-image size), locked against swap where the OS allows, bound to onnxruntime by
+    I/O binding, and zeroised when `detect` returns or raises (`raw_buffers()` lists them).
     """
 
     def __init__(self, *, min_face_px: int, max_side_px: int, threads: int) -> None:
@@ -180,6 +196,31 @@ class MtcnnDetector:
         self._pnet_t, self._rnet_t, self._onet_t = (_thresholds(card) for card in cards)
         self._pnet_level_nms = float(cards[0].sections["threshold"].get("nms_per_scale", 0.5))
         self._names = [(card.inputs[0].name, [o.name for o in card.outputs]) for card in cards]
+        rnet_card, onet_card = cards[1], cards[2]
+        self._work = FlatBuffer(np.uint8)   # the frame downscaled to max_side_px
+        self._patch = FlatBuffer(np.uint8)  # one candidate box cut out, zero-padded
+        # P-Net's buffers per working-image size, most recently used last.
+        self._pyramids: OrderedDict[tuple[int, int, tuple[float, ...]], PnetBuffers] = \
+            OrderedDict()
+        self._rnet_io, self._onet_io = (
+            BatchBuffers(card.inputs[0].name, [o.name for o in card.outputs],
+                         [int(o.shape[-1]) for o in card.outputs], size, capacity)
+            for card, size, capacity in ((rnet_card, RNET_SIZE, RNET_BATCH),
+                                         (onet_card, ONET_SIZE, ONET_BATCH)))
+        # O-Net's landmarks in image coordinates, one batch at a time (float64 as the boxes).
+        self._landmarks = locked_buffer((ONET_BATCH, 5, 2), np.float64)
+
+    def raw_buffers(self) -> list[np.ndarray]:
+        """Every array the detector owns that holds face data during `detect` (for tests
+        and the audit: they are all zeros between calls)."""
+        pyramids = [buf for pyramid in self._pyramids.values() for buf in pyramid.raw_buffers()]
+        return [self._work.raw, self._patch.raw, *pyramids, *self._rnet_io.raw_buffers(),
+                *self._onet_io.raw_buffers(), self._landmarks]
+
+    def zeroise(self) -> None:
+        """Overwrite every owned buffer with zeros (done after every `detect`)."""
+        for buffer in self.raw_buffers():
+            zeroise(buffer)
 
     def detect(self, rgb: U8Image) -> list[Detection]:
         """Faces in `rgb` (HxWx3 uint8, RGB), best score first; [] for none."""
@@ -190,67 +231,83 @@ class MtcnnDetector:
         if min(height, width) < PNET_WINDOW:
             return []
         shrink = min(1.0, self.max_side_px / max(height, width))
-        work = rgb if shrink == 1.0 else _resize(
-            rgb, max(1, round(width * shrink)), max(1, round(height * shrink)))
+        landmarks: npt.NDArray[np.float64] | None = None
         try:
+            work = rgb
+            if shrink < 1.0:
+                work = self._work.view((max(1, round(height * shrink)),
+                                        max(1, round(width * shrink)), 3))
+                _resize_into(rgb, work)
             found = self._cascade(work, self.min_face_px * shrink)
+            if found is None:
+                return []
+            boxes, scores, landmarks = found
+            return [Detection(box=(float(box[0] / shrink), float(box[1] / shrink),
+                                   float(box[2] / shrink), float(box[3] / shrink)),
+                              score=float(score),
+                              landmarks=_scaled_landmarks(points, shrink))
+                    for box, score, points in zip(boxes, scores, landmarks, strict=True)]
         finally:
-            if work is not rgb:
-                work.fill(0)  # a downscaled copy of the frame: face pixels
-        detections = []
-        for box, score, landmarks in found:
-            detections.append(Detection(
-                box=(float(box[0] / shrink), float(box[1] / shrink),
-                     float(box[2] / shrink), float(box[3] / shrink)),
-                score=float(score),
-                landmarks=(landmarks / shrink).astype(np.float32)))
-        return detections
+            self.zeroise()
+            if landmarks is not None:
+                zeroise(landmarks)
 
     # -- the cascade, on the (possibly downscaled) working image -------------------------
 
-    def _cascade(self, rgb: U8Image, min_face: float
-                 ) -> list[tuple[npt.NDArray[np.float64], float, FloatArray]]:
+    def _cascade(self, rgb: U8Image, min_face: float) -> tuple[
+            npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]] | None:
         boxes = self._propose(rgb, max(float(PNET_WINDOW), min_face))
         if len(boxes) == 0:
-            return []
+            return None
         boxes = self._refine(rgb, boxes)
         if len(boxes) == 0:
-            return []
-        boxes, scores, landmarks = self._output(rgb, boxes)
-        return [(boxes[i], float(scores[i]), landmarks[i]) for i in range(len(boxes))]
+            return None
+        return self._output(rgb, boxes)
+
+    def _pyramid_for(self, height: int, width: int, min_face: float) -> PnetBuffers:
+        """P-Net's buffers for this working-image size, built on its first frame.
+
+        Building costs one P-Net run per level, so the last `PYRAMID_SIZES` sizes are kept
+        (a camera has one; a caller may alternate, as the benchmarks do); the least
+        recently used is zeroised and unlocked when another size comes.
+        """
+        scales = pyramid_scales(height, width, min_face)
+        key = (height, width, tuple(scales))
+        pyramid = self._pyramids.get(key)
+        if pyramid is None:
+            input_name, output_names = self._names[0]
+            pyramid = PnetBuffers(self._pnet, input_name, output_names, height, width, scales)
+            self._pyramids[key] = pyramid
+            if len(self._pyramids) > PYRAMID_SIZES:
+                self._pyramids.popitem(last=False)[1].release()
+        self._pyramids.move_to_end(key)
+        return pyramid
 
     def _propose(self, rgb: U8Image, min_face: float) -> npt.NDArray[np.float64]:
         """P-Net over the pyramid: square candidate boxes (N, 4)."""
         height, width = rgb.shape[:2]
-        input_name, (reg_name, prob_name) = self._names[0]
+        _input_name, (reg_name, prob_name) = self._names[0]
         found_boxes, found_scores = [], []
         # Each level is resampled from the previous one: area interpolation by a non-integer
         # factor from the full frame costs ~1 ms per level at 640x480, chained it is ~4x less.
-        level = rgb
-        try:
-            for scale in pyramid_scales(height, width, min_face):
-                previous = level
-                level = _resize(previous, math.ceil(width * scale), math.ceil(height * scale))
-                if previous is not rgb:
-                    previous.fill(0)
-                reg_t, prob_t = self._pnet.run([reg_name, prob_name],
-                                               {input_name: _network_input(level)})
-                prob = prob_t[0, :, :, 1].T  # (rows, cols) of windows
-                reg = reg_t[0].transpose(1, 0, 2)
-                rows, cols = np.nonzero(prob >= self._pnet_t.score)
-                if rows.size == 0:
-                    continue
-                windows = np.stack([cols * PNET_STRIDE, rows * PNET_STRIDE,
-                                    cols * PNET_STRIDE + PNET_WINDOW,
-                                    rows * PNET_STRIDE + PNET_WINDOW], axis=1) / scale
-                scores = prob[rows, cols]
-                keep = nms(windows, scores, self._pnet_level_nms)
-                found_boxes.append(apply_regression(windows[keep],
-                                                    reg[rows[keep], cols[keep]]))
-                found_scores.append(scores[keep])
-        finally:
-            if level is not rgb:
-                level.fill(0)
+        source = rgb
+        for level in self._pyramid_for(height, width, min_face).levels:
+            _resize_into(source, level.image)
+            source = level.image
+            normalise_into(level.net_input[0], level.image, _NORM_MEAN, _NORM_SCALE)
+            self._pnet.run_with_iobinding(level.binding)
+            prob = level.outputs[prob_name][0, :, :, 1].T  # (rows, cols) of windows
+            reg = level.outputs[reg_name][0].transpose(1, 0, 2)
+            rows, cols = np.nonzero(prob >= self._pnet_t.score)
+            if rows.size == 0:
+                continue
+            windows = np.stack([cols * PNET_STRIDE, rows * PNET_STRIDE,
+                                cols * PNET_STRIDE + PNET_WINDOW,
+                                rows * PNET_STRIDE + PNET_WINDOW], axis=1) / level.scale
+            scores = prob[rows, cols]
+            keep = nms(windows, scores, self._pnet_level_nms)
+            found_boxes.append(apply_regression(windows[keep], reg[rows[keep], cols[keep]]))
+            found_scores.append(scores[keep])
         if not found_boxes:
             return np.zeros((0, 4))
         boxes, scores = np.vstack(found_boxes), np.concatenate(found_scores)
@@ -260,51 +317,88 @@ class MtcnnDetector:
     def _refine(self, rgb: U8Image, boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """R-Net: rescored, corrected, square boxes."""
         boxes = np.round(boxes)
-        input_name, (reg_name, prob_name) = self._names[1]
-        batch = _resampled(rgb, boxes, RNET_SIZE)
-        reg, prob = self._rnet.run([reg_name, prob_name], {input_name: batch})
-        batch.fill(0)
-        keep = prob[:, 1] >= self._rnet_t.score
-        boxes, reg, scores = boxes[keep], reg[keep], prob[keep, 1]
+        _input_name, (reg_name, prob_name) = self._names[1]
+        io = self._rnet_io
+        kept_boxes, kept_reg, kept_scores = [], [], []
+        for start in range(0, len(boxes), io.capacity):
+            chunk = boxes[start:start + io.capacity]
+            self._fill_batch(rgb, chunk, io)
+            self._rnet.run_with_iobinding(io.binding(self._rnet, len(chunk)))
+            prob, reg = io.outputs[prob_name][:len(chunk), 1], io.outputs[reg_name][:len(chunk)]
+            keep = prob >= self._rnet_t.score
+            kept_boxes.append(chunk[keep])
+            kept_reg.append(reg[keep])
+            kept_scores.append(prob[keep])
+        boxes, reg, scores = (np.concatenate(kept)
+                              for kept in (kept_boxes, kept_reg, kept_scores))
         order = nms(boxes, scores, self._rnet_t.nms)
         return squared(apply_regression(boxes[order], reg[order]))
 
     def _output(self, rgb: U8Image, boxes: npt.NDArray[np.float64]
-                ) -> tuple[npt.NDArray[np.float64], FloatArray, FloatArray]:
-        """O-Net: final boxes, scores and (N, 5, 2) landmarks, best score first."""
+                ) -> tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]]:
+        """O-Net: final boxes, scores and (N, 5, 2) landmarks, best score first.
+
+        The landmarks array is the caller's to zeroise; the per-batch pieces it is built
+        from are zeroised here.
+        """
         boxes = np.round(boxes)
-        input_name, (reg_name, points_name, prob_name) = self._names[2]
-        batch = _resampled(rgb, boxes, ONET_SIZE)
-        reg, points, prob = self._onet.run([reg_name, points_name, prob_name],
-                                           {input_name: batch})
-        batch.fill(0)
-        keep = prob[:, 1] >= self._onet_t.score
-        boxes, reg, points, scores = boxes[keep], reg[keep], points[keep], prob[keep, 1]
-        w = (boxes[:, 2] - boxes[:, 0])[:, None]
-        h = (boxes[:, 3] - boxes[:, 1])[:, None]
-        landmarks = np.stack([boxes[:, 0:1] + w * points[:, :5],
-                              boxes[:, 1:2] + h * points[:, 5:]], axis=2)
-        points.fill(0)
-        final = apply_regression(boxes, reg)
-        order = nms(final, scores, self._onet_t.nms, mode="min")
-        return final[order], scores[order].astype(np.float32), \
-            landmarks[order].astype(np.float32)
+        _input_name, (reg_name, points_name, prob_name) = self._names[2]
+        io = self._onet_io
+        kept_boxes, kept_reg, kept_scores = [], [], []
+        kept_landmarks: list[npt.NDArray[np.float64]] = []  # zeroised on the way out
+        try:
+            for start in range(0, len(boxes), io.capacity):
+                chunk = boxes[start:start + io.capacity]
+                n = len(chunk)
+                self._fill_batch(rgb, chunk, io)
+                self._onet.run_with_iobinding(io.binding(self._onet, n))
+                prob, reg = io.outputs[prob_name][:n, 1], io.outputs[reg_name][:n]
+                keep = prob >= self._onet_t.score
+                _landmarks_into(self._landmarks[:n], chunk, io.outputs[points_name][:n])
+                kept_boxes.append(chunk[keep])
+                kept_reg.append(reg[keep])
+                kept_scores.append(prob[keep])
+                kept_landmarks.append(self._landmarks[:n][keep])
+            boxes, reg, scores = (np.concatenate(kept)
+                                  for kept in (kept_boxes, kept_reg, kept_scores))
+            kept_landmarks.append(np.concatenate(kept_landmarks))
+            final = apply_regression(boxes, reg)
+            order = nms(final, scores, self._onet_t.nms, mode="min")
+            return final[order], scores[order], kept_landmarks[-1][order]
+        finally:
+            for piece in kept_landmarks:
+                zeroise(piece)
+
+    def _fill_batch(self, rgb: U8Image, boxes: npt.NDArray[np.float64],
+                    io: BatchBuffers) -> None:
+        """Row i of io.net_input = box i cut out of `rgb` (zeros where it leaves the image),
+        area-resized to the network's input size, normalised and axis-swapped."""
+        height, width = rgb.shape[:2]
+        for i, (x0, y0, x1, y1) in enumerate(boxes.astype(np.int64)):
+            side_w, side_h = max(int(x1 - x0), 1), max(int(y1 - y0), 1)
+            cx0, cy0 = max(int(x0), 0), max(int(y0), 0)
+            cx1, cy1 = min(int(x1), width), min(int(y1), height)
+            patch = self._patch.view((side_h, side_w, 3))
+            patch.fill(0)
+            if cx1 > cx0 and cy1 > cy0:
+                patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = rgb[cy0:cy1, cx0:cx1]
+            _resize_into(patch, io.crop)
+            normalise_into(io.net_input[i], io.crop, _NORM_MEAN, _NORM_SCALE)
 
 
-def _resampled(rgb: U8Image, boxes: npt.NDArray[np.float64], size: int) -> FloatArray:
-    """(N, size, size, 3) normalised, axis-swapped network input: each integer box cut out
-    (zeros where it leaves the image) and resized with area interpolation."""
-    height, width = rgb.shape[:2]
-    out = np.empty((len(boxes), size, size, 3), np.float32)
-    for i, (x0, y0, x1, y1) in enumerate(boxes.astype(np.int64)):
-        side_w, side_h = max(int(x1 - x0), 1), max(int(y1 - y0), 1)
-        cx0, cy0 = max(int(x0), 0), max(int(y0), 0)
-        cx1, cy1 = min(int(x1), width), min(int(y1), height)
-        patch = np.zeros((side_h, side_w, 3), np.uint8)
-        if cx1 > cx0 and cy1 > cy0:
-            patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = rgb[cy0:cy1, cx0:cx1]
-        resized = _resize(patch, size, size)
-        out[i] = _network_input(resized)[0]
-        patch.fill(0)
-        resized.fill(0)
+def _landmarks_into(out: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64],
+                    points: FloatArray) -> None:
+    """O-Net's points (x0..x4, y0..y4 as fractions of each box) -> (N, 5, 2) image
+    coordinates, computed in `out` (no temporary array holds them)."""
+    np.multiply(points[:, :5], boxes[:, 2:3] - boxes[:, 0:1], out=out[:, :, 0])
+    out[:, :, 0] += boxes[:, 0:1]
+    np.multiply(points[:, 5:], boxes[:, 3:4] - boxes[:, 1:2], out=out[:, :, 1])
+    out[:, :, 1] += boxes[:, 1:2]
+
+
+def _scaled_landmarks(points: npt.NDArray[np.float64], shrink: float) -> FloatArray:
+    """One face's landmarks in the caller's image coordinates: the caller's own array."""
+    out = np.empty(points.shape, np.float32)
+    np.copyto(out, points, casting="same_kind")
+    out /= shrink
     return out
