@@ -75,3 +75,19 @@ def test_an_unprivileged_non_dumpable_process_can_scan_itself() -> None:
     assert out.returncode == 0, out.stderr[-1500:]
     uid, hits, still_disabled = out.stdout.split()
     assert uid != "0" and int(hits) >= 1 and still_disabled == "True"
+
+
+def test_pixel_derived_floats_are_anchored_off_their_zero_bytes() -> None:
+    """(x - 127.5) / 128 floats have zero low mantissa bytes; they must not make every zero
+    word of memory a candidate, and must still be found."""
+    from dispenser.privacy.memscan import _anchor_offset
+
+    pixels = np.random.default_rng(9).integers(0, 256, (2, 48 * 48), dtype=np.uint8)
+    live = ((pixels.astype(np.float32) - 127.5) / 128.0).astype(np.float32)
+    row = live[0].view(np.uint8)
+    at = _anchor_offset(row)
+    assert row[at] and row[at + 1]
+    reference = live.copy()
+    assert scan_own_memory(reference).hits == (1, 1)
+    with pytest.raises(ValueError, match="adjacent non-zero"):
+        _anchor_offset(np.zeros(16, np.uint8))

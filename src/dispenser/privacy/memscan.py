@@ -139,11 +139,25 @@ def _scan_region(mem: io.RawIOBase | io.BufferedIOBase, start: int, end: int,
     return read
 
 
+def _anchor_offset(row: np.ndarray) -> int:
+    """Where in `row` to take the 4-byte anchor word: the first window with no zero byte,
+    else the first whose two table bytes are non-zero (floats made from 8-bit pixels have
+    zero low mantissa bytes), so the anchor never matches the zero pages of a process."""
+    windows = range(row.shape[0] - 3)
+    best = next((o for o in windows if row[o:o + 4].all()), None)
+    if best is None:
+        best = next((o for o in windows if row[o] and row[o + 1]), None)
+    if best is None:
+        raise ValueError("scan_own_memory: a pattern has no two adjacent non-zero bytes "
+                         "(it would match every zero page)")
+    return best
+
+
 class _Finder:
     """Finds many equal-length patterns at any byte offset with one pass per alignment.
 
-    Each pattern is recognised by one 4-byte word inside it (its "anchor", chosen with no
-    zero byte, so the zero-filled pages that fill most of a process do not match). A
+    Each pattern is recognised by one 4-byte word inside it (its "anchor", chosen so that
+    the zero-filled pages that fill most of a process do not match: `_anchor_offset`). A
     65,536-entry table marks the anchors' low 16 bits; the chunk is read as 4-byte words at
     each of the 4 byte alignments and looked up in the table in one vectorised gather, and
     only the rare candidates are compared in full. That is four passes over a chunk instead
@@ -156,9 +170,8 @@ class _Finder:
         self.by_anchor: dict[int, list[tuple[int, int]]] = {}
         self.patterns = [memoryview(flat[k]) for k in range(flat.shape[0])]
         for k in range(flat.shape[0]):
-            row = flat[k]
-            at = next((o for o in range(self.length - 3) if row[o:o + 4].all()), 0)
-            anchor = int.from_bytes(bytes(row[at:at + 4]), "little")
+            at = _anchor_offset(flat[k])
+            anchor = int.from_bytes(bytes(flat[k][at:at + 4]), "little")
             self.table[anchor & 0xFFFF] = True
             self.by_anchor.setdefault(anchor, []).append((k, at))
 
