@@ -182,3 +182,18 @@ def test_sigint_zeroises_then_raises_keyboard_interrupt() -> None:
     out, code = _run_child("default", signal.SIGINT)
     assert out == "ZEROISED nonzero=0"
     assert code == 0
+
+
+def test_template_and_key_buffers_are_locked_against_swap(
+        make_store: Callable[..., TemplateStore],
+        raw: Callable[[TemplateStore], dict[str, np.ndarray]]) -> None:
+    """Every buffer that holds template or key bytes is handed to mlock (the OS may refuse
+    when RLIMIT_MEMLOCK is low; that is counted and warned about, see docs/privacy.md)."""
+    from dispenser.privacy.memory import LOCKS
+
+    asked = LOCKS.locked_bytes + LOCKS.refused_bytes
+    store = make_store(capacity=64)
+    buffers = raw(store)
+    expected = (buffers["rows"].nbytes + buffers["rotated"].nbytes + buffers["keys"].nbytes
+                + store._keys._gaussian.nbytes)
+    assert LOCKS.locked_bytes + LOCKS.refused_bytes - asked == expected

@@ -9,7 +9,8 @@ overwritten with zeros. From then on any copy of one of its templates that escap
 zeroisation (freed memory, a runtime's scratch buffer) is a random-looking vector that
 cannot be linked back to a face.
 
-Keys live in one preallocated array of `slots` matrices. The number of keys alive at once
+Keys live in one preallocated array of `slots` matrices, locked against swap (`mlock`,
+where RLIMIT_MEMLOCK allows) like the template rows. The number of keys alive at once
 is bounded: the store sweeps before every admission, so every live row was admitted less
 than `retention` ago and belongs to one of at most ceil(retention / epoch) + 1 epochs; we
 allocate one more slot than that.
@@ -29,6 +30,7 @@ import secrets
 
 import numpy as np
 
+from dispenser.privacy.memory import locked_buffer, unlock_pages
 from dispenser.store.kernels import copy_into, orthonormalise_rows
 
 NO_EPOCH = -1
@@ -45,11 +47,11 @@ class EpochKeys:
     def __init__(self, dim: int, slots: int, key_epoch_s: float) -> None:
         self.key_epoch_s = key_epoch_s
         # keys[k] is the rotation of epoch epoch[k]; refs[k] counts slots stored under it.
-        self.keys = np.zeros((slots, dim, dim), dtype=np.float32)
+        self.keys = locked_buffer((slots, dim, dim), np.float32)
         self.epoch = np.full(slots, NO_EPOCH, dtype=np.int64)
         self.refs = np.zeros(slots, dtype=np.int32)
         self.shredded = 0
-        self._gaussian = np.zeros((dim, dim), dtype=np.float64)
+        self._gaussian = locked_buffer((dim, dim), np.float64)
 
     def epoch_at(self, now: float) -> int:
         """The epoch number of time `now`."""
@@ -86,6 +88,11 @@ class EpochKeys:
         self._gaussian.fill(0.0)
         self.epoch.fill(NO_EPOCH)
         self.refs.fill(0)
+
+    def unlock(self) -> None:
+        """Release the swap locks (after `zeroise`, before the arrays are freed)."""
+        unlock_pages(self.keys)
+        unlock_pages(self._gaussian)
 
     def live(self) -> int:
         """How many keys currently exist (not zeroised)."""

@@ -26,6 +26,10 @@ signal handler (`exit_hooks`) is the one writer that does not take the lock, bec
 thread it interrupts may hold it; it only writes zeros and sets `_closed`, and every
 operation re-zeroises before returning if it finds the store closed.
 
+Memory. The template rows, the rotated-probe scratch and the keys are locked against swap
+(`mlock`, where RLIMIT_MEMLOCK allows; see dispenser.privacy.memory) and unlocked only after
+they have been zeroised.
+
 Copies. The caller's probe is zeroised after use unless `keep_probe=True`; the probe
 rotated by each live key goes into a preallocated scratch array that is zeroised before
 `decide` returns. `close()`, garbage collection, interpreter exit (`weakref.finalize`) and
@@ -47,6 +51,7 @@ from dispenser.clock import Clock
 from dispenser.config import StoreSettings
 from dispenser.errors import DispenserError
 from dispenser.logsafe import event
+from dispenser.privacy.memory import locked_buffer, unlock_pages
 from dispenser.store import exit_hooks, kernels
 from dispenser.store.keys import EpochKeys, key_slots_needed
 
@@ -98,14 +103,14 @@ class _Buffers:
     zeroise it after the store itself is gone."""
 
     def __init__(self, capacity: int, dim: int, keys: EpochKeys) -> None:
-        self.rows = np.zeros((capacity, dim), dtype=np.float32)
+        self.rows = locked_buffer((capacity, dim), np.float32)
         self.state = np.zeros(capacity, dtype=np.int8)
         self.born = np.zeros(capacity, dtype=np.float64)
         self.served = np.zeros(capacity, dtype=np.float64)
         self.seq = np.zeros(capacity, dtype=np.int64)
         self.slot_key = np.full(capacity, -1, dtype=np.int32)
         self.generation = np.zeros(capacity, dtype=np.int64)
-        self.rotated = np.zeros((keys.keys.shape[0], dim), dtype=np.float32)
+        self.rotated = locked_buffer((keys.keys.shape[0], dim), np.float32)
         self.keys = keys
 
     def zeroise(self) -> None:
@@ -118,6 +123,13 @@ class _Buffers:
         self.state.fill(kernels.FREE)
         self.rotated.fill(0.0)
         self.keys.zeroise()
+
+    def release(self) -> None:
+        """Zeroise, then drop the swap locks: the last thing done before the memory goes."""
+        self.zeroise()
+        unlock_pages(self.rows)
+        unlock_pages(self.rotated)
+        self.keys.unlock()
 
     def clear(self, slot: int) -> None:
         """Zeroise one slot and free it."""
@@ -171,7 +183,7 @@ class TemplateStore:
         self._head = 0
         self._next_seq = 1
         self._closed = False
-        self._finalizer = weakref.finalize(self, self._buf.zeroise)
+        self._finalizer = weakref.finalize(self, self._buf.release)
         exit_hooks.track(self)
         if zeroise_on_signals:
             exit_hooks.install()
@@ -265,8 +277,7 @@ class TemplateStore:
             self._sweeper.join(_JOIN_TIMEOUT_S)
         with self._lock:
             self._closed = True
-            self._buf.zeroise()
-            self._finalizer.detach()  # nothing left for the exit-time call to do
+            self._finalizer()  # zeroise and unlock now; it will not run again at exit
         event(_log, "store_closed", logging.DEBUG)
 
     def emergency_zeroise(self) -> None:
