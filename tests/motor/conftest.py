@@ -4,6 +4,7 @@ for driving the controller logic directly."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -22,9 +23,55 @@ TEST_LIMITS = dict(max_run_ms=1500, jam_ms=150)
 LINK_SETTINGS = dict(timeout_s=0.15, retries=3, heartbeat_s=0.2)
 
 
+class HoldableClock:
+    """The device clock, except that a test can stop simulated time for a moment.
+
+    Runs with `BootClock` until `hold()`; from then on `now()` stays put (the simulated
+    motor feeds nothing, no firmware timeout moves) until `release()`, after which time
+    runs on from where it stopped. A fault test holds it across a fault that lands between
+    two passes of the firmware loop: on a board that gap is microseconds; on a loaded or
+    emulated host the simulator's pass can take milliseconds, during which a real-time
+    plant at 3000 mm/s would feed paper no board would.
+    """
+
+    def __init__(self) -> None:
+        self._real = BootClock()
+        self._lock = threading.Lock()
+        self._offset = 0.0              # held time so far, taken off the real clock
+        self._held_at: float | None = None
+
+    def now(self) -> float:
+        with self._lock:
+            if self._held_at is not None:
+                return self._held_at
+            return self._real.now() - self._offset
+
+    def hold(self) -> None:
+        with self._lock:
+            if self._held_at is None:
+                self._held_at = self._real.now() - self._offset
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held_at is not None:
+                self._offset = self._real.now() - self._held_at
+                self._held_at = None
+
+    def sleep_until(self, deadline: float, cancel: threading.Event) -> bool:
+        while self.now() < deadline:
+            if cancel.wait(min(0.005, max(0.0, deadline - self.now()))):
+                return False
+        return True
+
+
 @pytest.fixture
-def sim() -> Iterator[SimulatedController]:
-    s = SimulatedController(clock=BootClock(), speed=SPEED, seed=1234,
+def sim_clock() -> HoldableClock:
+    return HoldableClock()
+
+
+@pytest.fixture
+def sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
+    s = SimulatedController(clock=sim_clock, speed=SPEED, seed=1234,
                             limits=Limits(**TEST_LIMITS))
     s.start()
     yield s
