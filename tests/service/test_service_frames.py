@@ -46,6 +46,45 @@ def test_a_video_file_is_paced_on_the_clock_and_drops_late_frames(
     source.close()
 
 
+def test_a_video_file_starts_at_the_first_read_not_at_open(
+        tmp_path: Path, clock: VirtualClock) -> None:
+    # Loading the models between open() and the first read must not drop the recording's
+    # beginning.
+    source = CaptureSource(str(_video(tmp_path / "v.avi", 20)), clock)
+    source.open()
+    clock.advance(30.0)
+    first = source.read()
+    assert first is not None and int(first.mean()) <= 3 and not source.finished
+    source.close()
+
+
+def test_every_frame_replays_late_frames_instead_of_dropping_them(
+        tmp_path: Path, clock: VirtualClock) -> None:
+    source = CaptureSource(str(_video(tmp_path / "v.avi", 20)), clock, every_frame=True)
+    source.open()
+    levels = []
+    while not source.finished:
+        frame = source.read()
+        if frame is not None:
+            levels.append(int(frame.mean()))
+            assert source.read() is None      # never ahead of the recording's own pace
+        clock.advance(0.5)                    # a CPU 5x too slow for 10 fps
+    assert len(levels) == 20
+    assert all(abs(level - 10 * i) <= 3 for i, level in enumerate(levels))
+    source.close()
+
+
+def test_an_image_directory_starts_at_the_first_read(tmp_path: Path,
+                                                     clock: VirtualClock) -> None:
+    for i, level in enumerate((50, 150)):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((32, 32, 3), level, np.uint8))
+    source = ImageDirSource(tmp_path, clock, seconds_per_image=2.0)
+    source.open()
+    clock.advance(10.0)
+    frame = source.read()
+    assert frame is not None and int(frame.mean()) == 50
+
+
 def test_an_image_directory_shows_each_image_for_its_period(
         tmp_path: Path, clock: VirtualClock) -> None:
     for i, level in enumerate((50, 150)):

@@ -9,8 +9,11 @@ the file and the expected hash), a video file or image directory that does not e
 controller that does not answer. A camera that is missing or unplugged is not a start-up
 error: the service shows "Temporarily unavailable" and re-opens it with back-off.
 
-A video file or image directory is played at its own pace on the device clock and the
-service exits 0 when it ends (how to try the machine on a laptop with a recording).
+A video file or image directory is played at its own pace on the device clock, from the
+first frame the service reads, and the service exits 0 when it ends (how to try the machine
+on a laptop with a recording). Like a live camera it drops the frames the service is too
+slow for; `--every-frame` replays a video file without dropping any (playback then falls
+behind the recording on a slow CPU), so recorded footage is analysed completely.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from dispenser.clock import BootClock, Clock
 from dispenser.config import Settings
-from dispenser.errors import EXIT_FAILURE, EXIT_OK
+from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 from dispenser.logsafe import event
 from dispenser.service.frames import FrameSource, is_camera, open_source
 from dispenser.service.messages import TerminalDisplay
@@ -48,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="SPEC", default=None,
                         help="override camera.source: a camera index, a /dev/video* device, "
                              "a video file or an image directory")
+    parser.add_argument("--every-frame", action="store_true",
+                        help="a video file source: analyse every frame, playing slower than "
+                             "recorded when the CPU cannot keep up, instead of dropping late "
+                             "frames like a live camera (replaying recorded footage)")
     parser.add_argument("--status-dir", metavar="DIR", type=Path, default=None,
                         help="where the status file is written and read (default: "
                              "/run/dispenser, else $XDG_RUNTIME_DIR/dispenser)")
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     disable_core_dumps()
     clock = BootClock()
     spec = args.source if args.source is not None else settings.camera.source
-    frames = _frames(spec, settings, clock)
+    frames = _frames(spec, settings, clock, every_frame=args.every_frame)
     with _Machine(settings, clock, frames, status_dir) as machine:
         stop = threading.Event()
         _stop_on_signals(stop)
@@ -77,10 +84,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _frames(spec: str, settings: Settings, clock: Clock) -> FrameSource:
+def _frames(spec: str, settings: Settings, clock: Clock, *, every_frame: bool = False
+            ) -> FrameSource:
     """The frame source; a file or directory must be there now (a camera may come later)."""
+    if every_frame and (is_camera(spec) or Path(spec).is_dir()):
+        raise DispenserError(f"--every-frame applies to a video file source, not {spec!r}")
     frames = open_source(spec, clock, width=settings.camera.width,
-                         height=settings.camera.height)
+                         height=settings.camera.height, every_frame=every_frame)
     if not is_camera(spec):
         frames.open()          # FrameSourceError: one line naming the file
     return frames

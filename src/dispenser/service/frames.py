@@ -10,7 +10,12 @@ more to give; a camera never finishes.
 
 Files and directories are paced on the injected clock like a live camera (frames are due
 at their timestamps, late frames are dropped), so a 3 s hold-still in a video takes 3 s of
-clock time on the board and 3 s of *virtual* time in the simulator.
+clock time on the board and 3 s of *virtual* time in the simulator. Their time starts at the
+first `read()`, not at `open()`, so the service's start-up (loading the models, greeting the
+controller) does not eat the beginning of a recording. A video file opened with
+`every_frame=True` (replaying recorded footage, `dispenser run --every-frame`) never drops a
+frame: when the CPU cannot keep up, playback falls behind the recording instead, so every
+frame is analysed however slow the board.
 """
 
 from __future__ import annotations
@@ -78,14 +83,16 @@ class CaptureSource:
     docs/privacy.md). The frame returned by `read()` is valid until the next `read()`.
     """
 
-    def __init__(self, spec: str, clock: Clock, *, width: int = 640, height: int = 480) -> None:
+    def __init__(self, spec: str, clock: Clock, *, width: int = 640, height: int = 480,
+                 every_frame: bool = False) -> None:
         self._spec = spec
         self._clock = clock
         self._size = (width, height)
         self._is_file = not is_camera(spec)
+        self._every_frame = every_frame
         self._cap: Any = None
         self._finished = False
-        self._t0 = 0.0
+        self._t0: float | None = None  # clock time of the file's first frame (first read)
         self._fps = _DEFAULT_FILE_FPS
         self._index = 0          # next file frame index to deliver
         self._frame: np.ndarray | None = None  # the one reused, swap-locked frame buffer
@@ -122,7 +129,7 @@ class CaptureSource:
         if self._is_file:
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             self._fps = fps if 1.0 <= fps <= 240.0 else _DEFAULT_FILE_FPS
-            self._t0, self._index = self._clock.now(), 0
+            self._t0, self._index = None, 0
         else:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[1])
@@ -141,9 +148,15 @@ class CaptureSource:
         return _as_bgr(frame)
 
     def _read_paced(self) -> np.ndarray | None:
-        due = int((self._clock.now() - self._t0) * self._fps)  # index of the frame due now
+        now = self._clock.now()
+        if self._t0 is None:
+            self._t0 = now
+        due = int((now - self._t0) * self._fps)  # index of the frame due now
         if due < self._index:
             return None
+        if self._every_frame:       # late: deliver the next frame anyway, playback lags
+            self._t0 += (due - self._index) / self._fps
+            due = self._index
         # Drop frames we are late for, as a live camera would.
         while self._index < due:
             if not self._cap.grab():
@@ -193,7 +206,7 @@ class ImageDirSource:
         self._period = seconds_per_image
         self._frame_dt = 1.0 / fps
         self._paths: list[Path] = []
-        self._t0 = 0.0
+        self._t0: float | None = None  # clock time of the first image (first read)
         self._last_t: float | None = None
         self._cached: tuple[int, np.ndarray] | None = None
         self._finished = False
@@ -214,13 +227,14 @@ class ImageDirSource:
         if not self._paths:
             raise FrameSourceError(f"camera: no images ({', '.join(IMAGE_SUFFIXES)}) "
                                    f"in {self._dir}")
-        self._t0, self._last_t, self._cached, self._finished = (
-            self._clock.now(), None, None, False)
+        self._t0, self._last_t, self._cached, self._finished = None, None, None, False
 
     def read(self) -> np.ndarray | None:
         if self._finished or not self._paths:
             return None
         now = self._clock.now()
+        if self._t0 is None:
+            self._t0 = now
         if self._last_t is not None and now - self._last_t < self._frame_dt:
             return None
         k = int((now - self._t0) / self._period)
@@ -310,10 +324,12 @@ def is_camera(spec: str) -> bool:
     return spec.isdigit() or spec.startswith("/dev/")
 
 
-def open_source(spec: str, clock: Clock, *, width: int = 640, height: int = 480
-                ) -> FrameSource:
+def open_source(spec: str, clock: Clock, *, width: int = 640, height: int = 480,
+                every_frame: bool = False) -> FrameSource:
     """The source `spec` names (not yet opened): a digit is a camera index, a /dev path a
-    V4L2 device, a directory a set of still images, anything else a video file."""
+    V4L2 device, a directory a set of still images, anything else a video file.
+    `every_frame` applies to a video file only (see the module docstring)."""
     if not is_camera(spec) and Path(spec).is_dir():
         return ImageDirSource(spec, clock)
-    return CaptureSource(spec, clock, width=width, height=height)
+    return CaptureSource(spec, clock, width=width, height=height,
+                         every_frame=every_frame)
