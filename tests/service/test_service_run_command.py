@@ -4,6 +4,7 @@ pty, a video file as the camera. Plus its one-line start-up errors and `--status
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from firmware_sim.plant import NOMINAL_MM_S
 
 
 def _dispenser(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
@@ -43,7 +46,7 @@ source = "{source}"
 [serial]
 port = "sim"
 [display]
-message_s = 0.5
+message_s = 3.0
 [log]
 status_every_s = 1.0
 """, encoding="utf-8")
@@ -57,12 +60,19 @@ def test_run_serves_a_face_from_a_video_file_through_firmware_sim(
     status_dir = tmp_path / "run"
     # --every-frame: on a slow CPU (an emulated arm64 board) dropping late frames could
     # leave too few face frames for the hold-still; replayed completely, every face frame
-    # is analysed and the 3 s of face outlast the 1 s hold-still on any CPU.
+    # is analysed and the 3 s of face outlast the 1 s hold-still on any CPU. "Here you go"
+    # stays 3 s: a result message shorter than one frame's processing on a slow CPU would
+    # end before the service shows it.
     done = _dispenser("run", "--config", str(_config(tmp_path, video)), "--every-frame",
                       "--status-dir", str(status_dir))
     assert done.returncode == 0, done.stderr
     log = done.stderr
-    assert "dispense seq=" in log and "dispensed_mm=600" in log
+    fed = re.findall(r"dispense seq=\d+ length_mm=600 dispensed_mm=(\d+) error=none", log)
+    assert len(fed) == 1, log
+    # The firmware stops the motor at its first loop pass past 600 mm: on a board (a pass
+    # every ~2 ms at 150 mm/s) that is within 1 mm; a loaded or emulated host can run the
+    # simulator's pass far later, so allow up to 0.5 s of feed past the target.
+    assert 600 <= int(fed[0]) <= 600 + NOMINAL_MM_S * 0.5, fed
     assert "message=here_you_go" in log
     status = json.loads((status_dir / "status.json").read_text(encoding="utf-8"))
     assert status["served"] == 1 and status["decisions"] == 1
