@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from dispenser.errors import ConfigError
+from dispenser.tomlfile import read_toml
 
 # Hard ceiling of the retention limit (seconds). A config file cannot raise it.
 RETENTION_CEILING_S = 600.0
@@ -273,20 +273,7 @@ def load_settings(path: str | Path | None) -> Settings:
     """Load and validate `path`; `None` means the built-in laptop defaults."""
     if path is None:
         return Settings()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config: file not found: {p}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config: {p} is a directory, not a TOML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"config: cannot read {p}: {reason}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    data = read_toml(Path(path), "config", ConfigError)
     return settings_from_mapping(data)
 
 

@@ -26,13 +26,13 @@ like the configuration loader does, so a typo never silently runs a different cr
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from dispenser.config import RETENTION_CEILING_S
 from dispenser.errors import DispenserError
+from dispenser.tomlfile import read_toml
 
 
 class ScenarioError(DispenserError):
@@ -207,15 +207,5 @@ def load_scenario(spec: str) -> Scenario:
     if not path.suffix and not path.exists():
         raise ScenarioError(f"scenario: unknown preset {spec!r} "
                             f"(presets: {', '.join(PRESETS)}; or give a .toml file)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario: file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ScenarioError(f"scenario: cannot read {path}: {reason}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"scenario: {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "scenario", ScenarioError)
     return scenario_from_mapping(data, default_name=path.stem)
