@@ -297,9 +297,30 @@ class Pacer:
         self._clock = clock
         self._wall = ScaledClock(min(speed, MAX_SPEED), start=clock.now())
         self._never = threading.Event()
+        self._stepped_at = time.monotonic()
+
+    def advance(self, dt: float, *, motor_busy: bool) -> None:
+        """Advance the virtual clock by `dt`; while the motor runs, by at least the real
+        time this step took, in `dt` slices, each after a moment of real time for the pty
+        threads. MotorLink bounds a dispense in real seconds (as on the board) while the
+        simulated motor feeds on virtual time: on a CPU slower than the frame period (one
+        vision step taking longer than `dt`) the motor would otherwise fall behind real
+        time and a healthy dispense time out. Slices keep the firmware's overshoot (it
+        stops at its first loop pass past the target) to one slice's feed."""
+        if not motor_busy:
+            self._clock.advance(dt)
+            return
+        behind = time.monotonic() - self._stepped_at
+        while True:
+            time.sleep(_LINK_GRACE_S)
+            self._clock.advance(dt)
+            behind -= dt
+            if behind <= 0.0:
+                return
 
     def wait(self) -> None:
         self._wall.sleep_until(self._clock.now(), self._never)
+        self._stepped_at = time.monotonic()
 
 
 def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, end_s: float,
@@ -341,9 +362,10 @@ def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, e
                                   and t - driver.button_pressed_at < BUTTON_WAIT_S)
             dt = ACTIVE_FRAME_S if (driver.busy() or camera.visible(t) or waiting_for_button
                                     or _soon(script, pending, t)) else IDLE_FRAME_S
-            if driver.machine.service.motor_busy or waiting_for_button:
+            motor_busy = driver.machine.service.motor_busy
+            if waiting_for_button and not motor_busy:
                 time.sleep(_LINK_GRACE_S)
-            clock.advance(dt)
+            pacer.advance(dt, motor_busy=motor_busy)
             driver.machine.store.sweep()
             pacer.wait()
         driver.result.stopped_early |= stop.is_set()
@@ -415,9 +437,7 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
             if driver.machine.service.finished or (max_s is not None and t >= max_s):
                 break
             if virtual is not None and pacer is not None:
-                if driver.machine.service.motor_busy:
-                    time.sleep(_LINK_GRACE_S)
-                virtual.advance(VIDEO_STEP_S)
+                pacer.advance(VIDEO_STEP_S, motor_busy=driver.machine.service.motor_busy)
                 driver.machine.store.sweep()
                 pacer.wait()
             else:
