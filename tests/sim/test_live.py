@@ -4,14 +4,16 @@ scripted visitors (the vision stage replaced by synthetic templates)."""
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings, Settings, StoreSettings
 from dispenser.service import Message
 from dispenser.sim.identities import PROVISIONAL_DLIB, IdentityModel
-from dispenser.sim.live import run_scripted
+from dispenser.sim.live import MAX_SPEED, Pacer, run_scripted
 from dispenser.sim.preview import HeadlessPreview, annotate, open_preview
 from dispenser.sim.scripted import (
     ScriptedVisit,
@@ -97,3 +99,20 @@ def test_preview_falls_back_to_headless_without_a_display(
     assert isinstance(preview, HeadlessPreview) and note is not None and "no display" in note
     assert preview.show(np.zeros((60, 80, 3), np.uint8), [], Message.WELCOME, None)
     assert preview.frames == 1
+
+
+def test_pacer_keeps_the_running_motor_up_with_real_time() -> None:
+    # MotorLink bounds a dispense in real seconds: a vision step slower than the frame
+    # period must not leave the simulated motor behind real time (it timed out at ~450 mm
+    # on emulated arm64). Without the motor the step stays nominal.
+    clock = VirtualClock(start=1000.0)
+    pacer = Pacer(clock, speed=MAX_SPEED)
+    time.sleep(0.3)                                  # a slow vision step
+    pacer.advance(0.05, motor_busy=False)
+    assert clock.now() == pytest.approx(1000.05)
+    pacer.wait()
+    time.sleep(0.3)
+    pacer.advance(0.05, motor_busy=True)
+    moved = clock.now() - 1000.05
+    assert moved >= 0.3                              # at least the real time the step took
+    assert moved / 0.05 == pytest.approx(round(moved / 0.05))   # in whole frame steps
