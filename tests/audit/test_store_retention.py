@@ -5,6 +5,7 @@ jumps too; wall-clock changes do nothing. Zeroisation is checked on the raw buff
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -153,3 +154,32 @@ def test_unresolved_reservation_is_rolled_back_and_zeroised_after_the_timeout(
     assert _all_zero(raw(store))
     assert not store.commit(decision.reservation)  # too late: nothing becomes live
     assert store.decide(template(1)).dispense
+
+
+def test_sweeper_never_skips_what_falls_due_while_it_is_sweeping(
+        clock: VirtualClock, make_store: Callable[..., TemplateStore],
+        template: Callable[[int], np.ndarray], serve: Callable[..., None],
+        raw: Callable[[TemplateStore], dict[str, np.ndarray]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """If time passes while a sweep runs (a descheduled thread, a slow board), the next
+    sweep still comes one period after that sweep started, not a period after it ended."""
+    store = make_store(start_sweeper=False, retention_s=600.0, sweep_period_s=1.0)
+    serve(store, template(1))
+    real_sweep = store.sweep
+    swept = threading.Event()
+
+    def slow_sweep() -> int:
+        freed = real_sweep()
+        if not swept.is_set():
+            clock.advance(600.0)  # the template falls due while this sweep is running
+            swept.set()
+        return freed
+
+    monkeypatch.setattr(store, "sweep", slow_sweep)
+    sweeper = threading.Thread(target=store._sweep_forever, daemon=True)
+    sweeper.start()
+    clock.advance(1.0)  # first sweep; during it the clock reaches the retention limit
+    assert swept.wait(WAIT_S)
+    assert _wait_for(lambda: _all_zero(raw(store)))
+    store._stop.set()
+    sweeper.join(WAIT_S)

@@ -368,11 +368,15 @@ class TemplateStore:
         period = self.settings.sweep_period_s
         deadline = self._clock.now() + period
         while self._clock.sleep_until(deadline, self._stop):
+            # Read the time *before* sweeping: the sweep runs at or after `now`, so the next
+            # deadline is at most one period after it even if this thread was descheduled
+            # between the two (found on emulated arm64: reading it after the sweep let the
+            # schedule skip what fell due in between).
+            now = self._clock.now()
             try:
                 self.sweep()
             except Exception as exc:  # keep deleting: a dead sweeper would break retention
                 event(_log, "sweep_failed", logging.ERROR, error=type(exc).__name__)
-            now = self._clock.now()
             deadline += period
             if deadline <= now:
                 deadline = now + period
