@@ -41,6 +41,9 @@ def _config(tmp_path: Path, source: Path) -> Path:
 [vision]
 hold_still_s = 1.0
 threads = 1
+# One visit, one decision: the face stays in the whole recording, and on a slow host
+# (emulated arm64) replaying every frame takes longer than the default 30 s cool-down.
+decision_cooldown_s = 600.0
 [camera]
 source = "{source}"
 [serial]
