@@ -119,24 +119,36 @@ def scan_own_memory(reference: np.ndarray) -> ScanResult:
 def _scan_region(mem: io.RawIOBase | io.BufferedIOBase, start: int, end: int,
                  buf: bytearray, finder: _Finder, hits: list[int]) -> int:
     """Count pattern hits in mem[start:end], chunk by chunk with an overlap of one pattern
-    length minus one byte; return the bytes read, or -1 if the region became unreadable."""
+    length minus one byte; return the bytes read, or -1 if none of it could be read.
+
+    Other threads keep running during a scan, so a mapping can shrink or change under us: a
+    short read is completed, and a chunk that cannot be read is skipped (the overlap is
+    dropped) rather than abandoning the rest of the region.
+    """
     keep = len(buf) - _CHUNK
     view = memoryview(buf)
     carried = read = 0
+    failed = False
     for offset in range(start, end, _CHUNK):
+        want, got = min(_CHUNK, end - offset), 0
         try:
             mem.seek(offset)
-            n = mem.readinto(view[carried:carried + min(_CHUNK, end - offset)])
+            while got < want:
+                n = mem.readinto(view[carried + got:carried + want])
+                if not n:
+                    break
+                got += n
         except (OSError, ValueError, OverflowError):
-            return -1
-        if not n:
-            break
-        filled = carried + n
+            failed = True
+        if not got:
+            carried = 0
+            continue
+        filled = carried + got
         finder.count(buf, filled, carried, hits)
-        read += n
+        read += got
         carried = min(keep, filled)
         buf[:carried] = buf[filled - carried:filled]
-    return read
+    return read if read or not failed else -1
 
 
 def _anchor_offset(row: np.ndarray) -> int:
