@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,13 +61,14 @@ def _serve(store: TemplateStore, probe: np.ndarray) -> int:
     return d.reservation.slot
 
 
-def _wait_until(predicate: object) -> bool:
+def _wait_until(predicate: Callable[[], bool]) -> bool:
+    """Poll `predicate` for up to the real-time bound (the sweeper runs in its own thread)."""
     deadline = time.monotonic() + _SWEEPER_WAIT_S
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(0.005)
-    return bool(predicate())  # type: ignore[operator]
+    return predicate()
 
 
 @check("deny-window-boundary", invariant="1. Deny window",
@@ -104,8 +105,8 @@ def retention_sweeper() -> Evidence:
         require(_nonzero_rows(store) == 64, "served templates are not in the store")
         clock.advance(600.0 + store.settings.sweep_period_s)  # past the last one's limit
         b = store._buf
-        gone = _wait_until(lambda: not (b.rows.any() or b.born.any() or b.served.any()
-                                        or b.keys.keys.any()))
+        gone = _wait_until(lambda: not bool(b.rows.any() or b.born.any() or b.served.any()
+                                             or b.keys.keys.any()))
         require(gone, "template bytes, timestamps or keys survived retention + sweep period")
         sweeps = store.counters().sweeps
     return {"templates": 64, "sweeps": sweeps, "nonzero_rows_after": 0}
