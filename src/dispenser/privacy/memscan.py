@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from dispenser.privacy.memory import own_memory_readable
 
@@ -61,7 +62,20 @@ def _readable_regions(exclude: Sequence[tuple[int, int]]) -> list[tuple[int, int
                 regions.extend(_subtract((start, end), exclude))
             else:
                 regions.append((start, end))
-    return regions
+    return _coalesce(regions)
+
+
+def _coalesce(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join regions that touch. The kernel splits one allocation into several mappings
+    (mlock and mprotect work on whole pages), so a template allocated across such a page
+    boundary lies in two mappings: scanned one by one, neither holds all of it."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(regions):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def _subtract(region: tuple[int, int], exclude: Sequence[tuple[int, int]]
@@ -84,11 +98,11 @@ def _subtract(region: tuple[int, int], exclude: Sequence[tuple[int, int]]
 def scan_own_memory(reference: np.ndarray) -> ScanResult:
     """Count occurrences of each row of `reference` (k rows, any dtype) in our own memory.
 
-    The reference array itself is excluded from the scan, and the rows are compared through
-    memoryviews, so the scan makes no extra copy of a pattern that it could then find.
-    Everything the scan reads into its own buffers came from memory that already held the
-    pattern, so transient buffers can only repeat a true hit, never invent one. Patterns
-    that straddle a chunk boundary are found (chunks overlap by the pattern length).
+    The reference array itself is excluded from the scan, and the scan copies memory only
+    into its one read buffer, which is excluded too: no copy of a pattern that it could
+    then find again is made, so a live pattern counts exactly once. Patterns that straddle
+    a chunk boundary are found (chunks overlap by the pattern length), and so are patterns
+    that straddle the boundary of two adjacent mappings (touching regions are joined).
     """
     if reference.ndim == 0 or reference.shape[0] == 0 or reference.nbytes == 0:
         raise ValueError("scan_own_memory needs at least one non-empty pattern")
@@ -166,36 +180,64 @@ def _anchor_offset(row: np.ndarray) -> int:
 
 
 class _Finder:
-    """Finds many equal-length patterns at any byte offset with one pass per alignment.
+    """Finds many equal-length patterns at any byte offset in one pass, without copying.
 
     Each pattern is recognised by one 4-byte word inside it (its "anchor", chosen so that
     the zero-filled pages that fill most of a process do not match: `_anchor_offset`). A
-    65,536-entry table marks the anchors' low 16 bits; the chunk is read as 4-byte words at
-    each of the 4 byte alignments and looked up in the table in one vectorised gather, and
-    only the rare candidates are compared in full. That is four passes over a chunk instead
-    of one `bytes.find` per pattern.
+    65,536-entry table marks the anchors' low 16 bits; `_count_anchored` (numba) looks up
+    every byte offset of the chunk in it and compares only the rare candidates in full.
+
+    The search must not copy the memory it reads: a copy of a chunk that holds a pattern,
+    freed but not overwritten, is found again later in the same scan (numpy's ufuncs copy
+    unaligned input into a scratch buffer, and a word view at byte offsets 1-3 is
+    unaligned). The kernel reads the chunk in place and allocates nothing.
     """
 
     def __init__(self, flat: np.ndarray) -> None:
         self.length = flat.shape[1]
-        self.table = np.zeros(1 << 16, dtype=bool)
-        self.by_anchor: dict[int, list[tuple[int, int]]] = {}
-        self.patterns = [memoryview(flat[k]) for k in range(flat.shape[0])]
+        self.patterns = flat
+        self.table = np.zeros(1 << 16, dtype=np.bool_)
+        self.anchor_at = np.empty(flat.shape[0], dtype=np.int64)
+        self.anchor = np.empty(flat.shape[0], dtype=np.uint32)
         for k in range(flat.shape[0]):
             at = _anchor_offset(flat[k])
-            anchor = int.from_bytes(bytes(flat[k][at:at + 4]), "little")
-            self.table[anchor & 0xFFFF] = True
-            self.by_anchor.setdefault(anchor, []).append((k, at))
+            self.anchor_at[k] = at
+            self.anchor[k] = int.from_bytes(bytes(flat[k][at:at + 4]), "little")
+            self.table[self.anchor[k] & 0xFFFF] = True
+        self.counts = np.zeros(flat.shape[0], dtype=np.int64)
 
     def count(self, buf: bytearray, filled: int, carried: int, hits: list[int]) -> None:
         """Add to `hits` every occurrence in buf[:filled] that ends past `carried`."""
-        view = memoryview(buf)
-        for align in range(4):
-            words = np.frombuffer(buf, dtype="<u4", count=(filled - align) // 4, offset=align)
-            for c in np.flatnonzero(self.table[words & 0xFFFF]).tolist():
-                for k, at in self.by_anchor.get(int(words[c]), ()):
-                    pos = align + 4 * c - at
-                    end = pos + self.length
-                    if pos >= 0 and carried < end <= filled and view[pos:end] == self.patterns[k]:
-                        hits[k] += 1
-            del words
+        self.counts.fill(0)
+        _count_anchored(np.frombuffer(buf, dtype=np.uint8), filled, carried, self.table,
+                        self.anchor, self.anchor_at, self.patterns, self.counts)
+        for k in np.flatnonzero(self.counts).tolist():
+            hits[k] += int(self.counts[k])
+
+
+@njit(cache=True, nogil=True)
+def _count_anchored(buf: np.ndarray, filled: int, carried: int, table: np.ndarray,
+                    anchor: np.ndarray, anchor_at: np.ndarray, patterns: np.ndarray,
+                    counts: np.ndarray) -> None:
+    """counts[k] += occurrences of patterns[k] in buf[:filled] that end past `carried`."""
+    length = patterns.shape[1]
+    for p in range(filled - 3):
+        low = np.uint32(buf[p]) | (np.uint32(buf[p + 1]) << np.uint32(8))
+        if not table[low]:
+            continue
+        word = low | (np.uint32(buf[p + 2]) << np.uint32(16)) | (
+            np.uint32(buf[p + 3]) << np.uint32(24))
+        for k in range(patterns.shape[0]):
+            if anchor[k] != word:
+                continue
+            pos = p - anchor_at[k]
+            end = pos + length
+            if pos < 0 or end <= carried or end > filled:
+                continue
+            same = True
+            for i in range(length):
+                if buf[pos + i] != patterns[k, i]:
+                    same = False
+                    break
+            if same:
+                counts[k] += 1
