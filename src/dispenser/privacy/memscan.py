@@ -194,7 +194,6 @@ class _Finder:
     """
 
     def __init__(self, flat: np.ndarray) -> None:
-        self.length = flat.shape[1]
         self.patterns = flat
         self.table = np.zeros(1 << 16, dtype=np.bool_)
         self.anchor_at = np.empty(flat.shape[0], dtype=np.int64)
