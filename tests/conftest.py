@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,18 @@ def data_dir() -> Path:
 def clock() -> VirtualClock:
     """A clock that moves only when the test says so (starts at t = 1000 s)."""
     return VirtualClock(start=1000.0)
+
+
+@pytest.fixture(autouse=True)
+def _drop_stream_handlers_left_by_commands() -> Iterator[None]:
+    """Remove the stderr handler a command run in-process installed, and put the root
+    level back: left in place, the handler writes to the stream pytest captured for that
+    test, which is closed by the time a later test logs ("I/O operation on closed file").
+    pytest's own capture handlers are a subclass and are left to pytest."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -41,7 +41,9 @@ class SerialTransport:
         self._on_frame = on_frame
         self._serial: serial.Serial | None = None
         self._reader: threading.Thread | None = None
-        self._write_lock = threading.Lock()
+        # Held for every write and every close of the port: pyserial's write on a port closed
+        # under it fails with TypeError (its fd is gone), not with an error that says "down".
+        self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._parser = P.FrameParser()
         self.bytes_in = 0
@@ -90,7 +92,8 @@ class SerialTransport:
             ser, self._serial = self._serial, None
             reader, self._reader = self._reader, None
         if ser is not None:
-            ser.close()
+            with self._write_lock:  # a write in progress finishes (write timeout) first
+                ser.close()
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=1.0)
 
@@ -100,7 +103,7 @@ class SerialTransport:
                 return
             self._serial = None
         event(_log, "motor_port_lost", level=logging.WARNING, port=self.port, during=where)
-        with contextlib.suppress(OSError, serial.SerialException):
+        with self._write_lock, contextlib.suppress(OSError, serial.SerialException):
             ser.close()
 
     def _is_current(self, ser: serial.Serial) -> bool:
