@@ -11,6 +11,7 @@ import time
 import tty
 
 import pytest
+import serial
 from conftest import RawClient, request_budget, wait_for
 
 from dispenser.clock import BootClock
@@ -184,6 +185,9 @@ def test_close_ends_a_blocked_dispense(serial_settings: SerialSettings,
     t.join(timeout=2 * request_budget(serial_settings) + 1)
     assert not t.is_alive() and not results[0].ok
     assert wait_for(lambda: not sim.motor_on)  # heartbeat loss stops it on the controller
+    assert link.dispense(600).error == "offline"  # a closed link stays closed
+    with serial.Serial(serial_settings.port, exclusive=True):
+        pass  # and nothing of it holds the device any more
 
 
 def test_a_controller_of_another_protocol_version_is_named() -> None:

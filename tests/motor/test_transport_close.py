@@ -68,3 +68,15 @@ def test_close_waits_for_a_write_in_progress(pty_path: str,
     assert not transport.is_open
     with pytest.raises(LinkDown):
         transport.send(b"\x00after")
+
+
+def test_a_closed_transport_never_reopens(pty_path: str) -> None:
+    """A dispense or heartbeat thread that was reconnecting when the link closed must not
+    open the port again behind it (it would hold the device and a reader thread)."""
+    transport = SerialTransport(pty_path, 115200, lambda frame: None)
+    transport.open()
+    transport.close()
+    with pytest.raises(LinkDown):
+        transport.open()
+    assert not transport.is_open
+    assert not any(t.name == "motor-reader" and t.is_alive() for t in threading.enumerate())

@@ -276,6 +276,8 @@ class MotorLink:
             if not transport.is_open:
                 try:
                     transport.open()
+                except LinkDown:
+                    return False  # close() ran: stay down
                 except (OSError, serial.SerialException, ValueError) as exc:
                     self._open_error = _open_failure(exc)
                     self._go_offline("port_missing")

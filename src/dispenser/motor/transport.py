@@ -46,6 +46,7 @@ class SerialTransport:
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._parser = P.FrameParser()
+        self._closed_for_good = False
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -59,8 +60,12 @@ class SerialTransport:
         return self._parser.frames_bad
 
     def open(self) -> None:
-        """Open the device and start reading; raises OSError/SerialException if absent."""
+        """Open the device and start reading; raises OSError/SerialException if absent,
+        LinkDown after close() (a thread that was mid-reconnect when the link closed must
+        not reopen the port behind it)."""
         with self._state_lock:
+            if self._closed_for_good:
+                raise LinkDown("transport closed")
             if self._serial is not None:
                 return
             ser = serial.Serial(self.port, self._baud, timeout=_READ_TIMEOUT_S,
@@ -87,8 +92,9 @@ class SerialTransport:
             self.bytes_out += len(data)
 
     def close(self) -> None:
-        """Close the port and wait for the reader (idempotent)."""
+        """Close the port for good and wait for the reader (idempotent)."""
         with self._state_lock:
+            self._closed_for_good = True
             ser, self._serial = self._serial, None
             reader, self._reader = self._reader, None
         if ser is not None:
