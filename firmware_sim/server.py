@@ -74,6 +74,8 @@ class SimulatedController:
         self.controller: Controller | None = None
         self.resets = 0
         self.frozen = False  # inside an injected hang
+        self._passes = 0
+        self._passed = threading.Condition()
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -111,6 +113,25 @@ class SimulatedController:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def settle(self, timeout_s: float = 1.0) -> bool:
+        """Wait until the firmware loop has made one whole pass that began after this call
+        (False if none did within `timeout_s`: a hang fault, or stopped).
+
+        On a virtual clock, a driver that advances time while the motor runs calls this
+        before advancing again, so the firmware sees every step, as a board's 1 ms loop
+        would. A Python thread on a loaded host can otherwise be late by tens of
+        milliseconds, during which several steps of feed go out past the target."""
+        with self._passed:
+            target = self._passes + 2  # the pass under way may have read the old time
+            return self._passed.wait_for(lambda: self._passes >= target, timeout_s)
+
+    def _tick(self) -> None:
+        assert self.controller is not None
+        self.controller.tick()
+        with self._passed:
+            self._passes += 1
+            self._passed.notify_all()
 
     # --- the world, for tests and the console ------------------------------------------------
 
@@ -292,8 +313,7 @@ class SimulatedController:
             # Unplugged, the firmware keeps running on its own (motor supervision included).
             deadline = self._now_ms() + ms
             while self._now_ms() < deadline and not self._stop.is_set():
-                assert self.controller is not None
-                self.controller.tick()
+                self._tick()
                 self._stop.wait(TICK_S)
             if not self._stop.is_set():
                 self._open_pty()
@@ -313,8 +333,7 @@ class SimulatedController:
                     self._receive(data)
                 else:
                     self._stop.wait(TICK_S)
-            assert self.controller is not None
-            self.controller.tick()
+            self._tick()
             if self._delayed:
                 now = self._now_ms()
                 due = [f for t, f in self._delayed if t <= now]

@@ -226,7 +226,8 @@ class Rig:
     transitions: list[Any] = field(default_factory=list)
 
     # True with firmware_sim on the virtual clock: its motor moves only as the clock does,
-    # so a tick must not wait for the dispense; it gives the pty threads a moment instead.
+    # so a tick must not wait for the dispense; while the motor runs it waits instead until
+    # the firmware has seen the current time (one step of feed past the target at most).
     motor_on_clock: bool = False
 
     def tick(self) -> None:
@@ -234,7 +235,9 @@ class Rig:
         self.source.push(draw(self.scene))
         self.svc.step()
         if self.motor_on_clock:
-            time.sleep(0.005 if self.svc.motor_busy else 0.001)
+            time.sleep(0.001)  # the pty threads' moment
+            if self.svc.motor_busy:
+                self.motor.simulator.settle()
         elif self.svc.motor_busy:
             assert self.svc.wait_motor(5.0)
         self.clock.advance(self.frame_dt)

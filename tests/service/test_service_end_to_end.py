@@ -11,11 +11,12 @@ from service_doubles import Person, Rig
 from dispenser.motor import MotorLink
 from dispenser.service import Message, State
 
-# The simulated motor moves on the virtual clock, which steps 0.1 s per frame, and the
-# firmware thread checks the encoder in real time: the motor stops one to a few clock steps
-# (15 mm each at 150 mm/s) past the ribbon, as a coarse-timed real motor would overshoot.
+# The simulated motor moves on the virtual clock, which steps 0.1 s per frame, and the rig
+# lets the firmware see each step before the next (SimulatedController.settle): the motor
+# stops within one step (15 mm at 150 mm/s) past the ribbon, as a coarse-timed real motor
+# would overshoot; one more step of margin for the step the stop lands in.
 # The controller reports what its encoder counted (the service's paper_mm).
-OVERSHOOT_MM = 45
+OVERSHOOT_MM = 30
 
 
 def _visit(rig: Rig, pid: int, stay_s: float = 10.0) -> None:

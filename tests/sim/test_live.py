@@ -116,3 +116,29 @@ def test_pacer_keeps_the_running_motor_up_with_real_time() -> None:
     moved = clock.now() - 1000.05
     assert moved >= 0.3                              # at least the real time the step took
     assert moved / 0.05 == pytest.approx(round(moved / 0.05))   # in whole frame steps
+
+
+def test_pacer_lets_the_firmware_see_each_slice_while_the_motor_runs() -> None:
+    """With the in-process firmware_sim, every slice of a busy step waits for a firmware
+    pass at the time reached so far (so the motor stops within one slice of its target on
+    a loaded host too); an idle step does not wait."""
+    clock = VirtualClock(start=1000.0)
+
+    class Firmware:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def settle(self) -> bool:
+            self.seen.append(clock.now())
+            return True
+
+    firmware = Firmware()
+    pacer = Pacer(clock, speed=MAX_SPEED, simulator=firmware)
+    pacer.advance(0.05, motor_busy=False)
+    assert firmware.seen == []
+    pacer.wait()
+    time.sleep(0.2)
+    pacer.advance(0.05, motor_busy=True)
+    slices = round((clock.now() - 1000.05) / 0.05)
+    assert slices >= 4
+    assert firmware.seen == pytest.approx([1000.05 + 0.05 * i for i in range(slices)])

@@ -293,8 +293,10 @@ class Pacer:
     heartbeat run in their own threads over a pty, and need a moment of real time per
     simulated second to exchange heartbeats and button counts."""
 
-    def __init__(self, clock: VirtualClock, speed: float) -> None:
+    def __init__(self, clock: VirtualClock, speed: float,
+                 simulator: Any = None) -> None:
         self._clock = clock
+        self._simulator = simulator  # the in-process firmware_sim, if the motor is one
         self._wall = ScaledClock(min(speed, MAX_SPEED), start=clock.now())
         self._never = threading.Event()
         self._stepped_at = time.monotonic()
@@ -306,13 +308,16 @@ class Pacer:
         simulated motor feeds on virtual time: on a CPU slower than the frame period (one
         vision step taking longer than `dt`) the motor would otherwise fall behind real
         time and a healthy dispense time out. Slices keep the firmware's overshoot (it
-        stops at its first loop pass past the target) to one slice's feed."""
+        stops at its first loop pass past the target) to one slice's feed: before each
+        slice the simulated firmware is given the time to see the previous one."""
         if not motor_busy:
             self._clock.advance(dt)
             return
         behind = time.monotonic() - self._stepped_at
         while True:
             time.sleep(_LINK_GRACE_S)
+            if self._simulator is not None:
+                self._simulator.settle()
             self._clock.advance(dt)
             behind -= dt
             if behind <= 0.0:
@@ -338,7 +343,7 @@ def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, e
         return script[visible[0]].who if visible else "-"
 
     driver = LiveDriver(settings, clock, source, vision, emit=emit, who=who, preview=preview)
-    pacer = Pacer(clock, speed)
+    pacer = Pacer(clock, speed, driver.machine.link.simulator)
     stop = stop or threading.Event()
     arrivals = sorted(range(len(script)), key=lambda i: script[i].at_s)
     pending = list(arrivals)
@@ -424,7 +429,8 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
     virtual clock (one step per frame period), or a live camera on the device clock."""
     driver = LiveDriver(settings, clock, frames, pipeline, emit=emit, preview=preview)
     virtual = clock if isinstance(clock, VirtualClock) else None
-    pacer = Pacer(virtual, speed) if virtual is not None else None
+    pacer = (Pacer(virtual, speed, driver.machine.link.simulator) if virtual is not None
+             else None)
     stop = stop or threading.Event()
     try:
         while not stop.is_set():
