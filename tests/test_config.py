@@ -89,13 +89,14 @@ def test_every_numeric_bound_is_enforced_and_named(key: str, allowed: str) -> No
     field = next(f for f in dataclasses.fields(getattr(Settings(), section))
                  if f.name == name)
     lo, hi, lo_open = field.metadata["lo"], field.metadata["hi"], field.metadata["lo_open"]
+    hi_open = field.metadata["hi_open"]
     kind = type(field.default)
     if lo is not None:
         below = lo if lo_open else (lo - 1 if kind is int else lo - 1e-3)
         msg = _error({section: {name: kind(below)}})
         assert msg.startswith(f"config: {key} = ") and f"(allowed {allowed})" in msg
     if hi is not None:
-        above = hi + 1 if kind is int else hi + 1e-3
+        above = hi if hi_open else (hi + 1 if kind is int else hi + 1e-3)
         msg = _error({section: {name: kind(above)}})
         assert msg.startswith(f"config: {key} = ") and f"(allowed {allowed})" in msg
     edge = {} if lo is None or lo_open else {name: kind(lo)}
@@ -120,6 +121,18 @@ def test_every_numeric_bound_is_enforced_and_named(key: str, allowed: str) -> No
 )
 def test_bad_values_are_refused_with_one_line(data: dict[str, object], expected: str) -> None:
     assert _error(data).startswith(expected)
+
+
+@pytest.mark.parametrize("typo", [0.093, -1.0, 0.5, 0.79, 1.0])
+def test_a_match_threshold_that_would_refuse_strangers_or_nobody_is_refused(
+        typo: float) -> None:
+    assert _error({"match": {"threshold": typo}}) == (
+        f"config: match.threshold = {typo!r} is out of range (allowed 0.8 <= x < 1)")
+
+
+@pytest.mark.parametrize("value", [0.8, 0.88, 0.93, 0.999])
+def test_calibrated_match_thresholds_are_accepted(value: float) -> None:
+    assert settings_from_mapping({"match": {"threshold": value}}).match.threshold == value
 
 
 def test_int_is_accepted_where_float_expected() -> None:

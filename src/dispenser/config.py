@@ -27,11 +27,17 @@ from dispenser.tomlfile import read_toml
 # Hard ceiling of the retention limit (seconds). A config file cannot raise it.
 RETENTION_CEILING_S = 600.0
 
+# Lowest match.threshold a file may set: the mean similarity of two unrelated faces with the
+# shipped embedder (docs/simulator.md); below it most strangers would be refused.
+THRESHOLD_MIN = 0.8
+
 
 def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-             lo_open: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+             lo_open: bool = False, hi_open: bool = False,
+             choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field carrying its bounds, so validation and docs share one source."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices}
+    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open,
+            "choices": choices}
     return field(default=default, metadata=meta)
 
 
@@ -77,16 +83,20 @@ class StoreSettings(_Section):
                 f"(allowed 0 < deny_window_s <= retention_s <= {_num(RETENTION_CEILING_S)})")
 
 
-
 @dataclass(frozen=True)
 class MatchSettings(_Section):
-    """Face matching: cosine similarity between L2-normalised templates."""
+    """Face matching: cosine similarity between L2-normalised templates.
+
+    The threshold's range is narrower than cosine's -1..1 on purpose (docs/operator.md,
+    "match.threshold"): unrelated faces score about 0.80 with the shipped embedder, so a
+    value below `THRESHOLD_MIN` would refuse most strangers (a typo such as 0.093 would
+    refuse everyone), and at 1.0 no two scans ever match, so nobody is ever recognised."""
 
     SECTION: ClassVar[str] = "match"
 
     threshold: float = _setting(
         0.93, "similarity at or above which two faces count as the same person",
-        lo=-1.0, hi=1.0)
+        lo=THRESHOLD_MIN, hi=1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,7 @@ def _describe_range(meta: dict[str, Any]) -> str:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
     lo, hi = meta["lo"], meta["hi"]
     left = "" if lo is None else f"{_num(lo)} {'<' if meta['lo_open'] else '<='} "
-    right = "" if hi is None else f" <= {_num(hi)}"
+    right = "" if hi is None else f" {'<' if meta['hi_open'] else '<='} {_num(hi)}"
     return f"{left}x{right}"
 
 
@@ -231,7 +241,7 @@ def _check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
                           f"(allowed {_describe_range(meta)})")
     lo, hi = meta["lo"], meta["hi"]
     too_low = lo is not None and (value <= lo if meta["lo_open"] else value < lo)
-    too_high = hi is not None and value > hi
+    too_high = hi is not None and (value >= hi if meta["hi_open"] else value > hi)
     if too_low or too_high:
         raise ConfigError(f"config: {key} = {value!r} is out of range "
                           f"(allowed {_describe_range(meta)})")

@@ -114,6 +114,17 @@ def test_bad_speed_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "speed must be a number or 'max'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("seed", "message"), [
+    ("-1", "seed must be 0 or more, not -1"),
+    ("one", "seed must be a whole number, not 'one'"),
+])
+def test_bad_seed_is_one_line_not_a_traceback(seed: str, message: str) -> None:
+    done = _simulate("--seed", seed)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(message)
+    assert "Traceback" not in done.stderr
+
+
 def test_images_run_the_real_pipeline_with_a_headless_preview(
         tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

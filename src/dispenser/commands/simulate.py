@@ -56,6 +56,17 @@ def _speed(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a whole number, not {text!r}"
+                                         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be 0 or more, not {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--scenario", metavar="NAME|FILE",
@@ -69,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"simulated seconds per real second (default {DEFAULT_SPEED:g}; "
                              "'max' = 1000, as fast as the simulated controller can follow; "
                              "a camera always runs in real time)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
                         help=f"random seed of the synthetic people (default {DEFAULT_SEED}); "
                              "the same seed gives the same crowd report byte for byte")
     parser.add_argument("--similarity", metavar="FILE", type=Path, default=None,
