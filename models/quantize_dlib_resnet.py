@@ -12,7 +12,7 @@ min/max ranges calibrated on face chips. The calibration chips are deterministic
 tests/data/dlib_resnet_golden.npz (scikit-image's public-domain NASA photo), so the script
 needs nothing beyond this repository. Run from the repository root:
 
-    pip install 'dispenser[convert]'
+    pip install '.[convert]'
     python models/quantize_dlib_resnet.py
 
 The output is reproducible for a given onnxruntime/onnx version pair (the card records the

@@ -24,8 +24,9 @@ from dispenser.errors import DispenserError
 from dispenser.sim.crowd import CrowdReport, Kind, RunResult
 
 FORMAT = "dispenser-crowd-report/1"
-MATPLOTLIB_MISSING = ("plots skipped: matplotlib is not installed "
-                      "(pip install 'dispenser[report]'); the report keeps its tables")
+MATPLOTLIB_MISSING = ("plots skipped: matplotlib is not installed (pip install '.[report]' "
+                      "in the source folder, or pip install matplotlib); the report keeps "
+                      "its tables")
 
 WHAT_RUNS = {
     "real": ["dispenser.store.TemplateStore (matching, deny window, retention deletion, "
