@@ -2,8 +2,8 @@
 
 The package turns a face into an identity template on the device, compares it only with
 the templates of people served in the last minutes (held in RAM), and hard-deletes every
-template at the retention limit. See README.md and docs/ for the guarantees and how they
-are tested.
+template at the retention limit (by the next sweep, at most one sweep period later). See
+README.md and docs/ for the guarantees and how they are tested.
 """
 
 import os

@@ -56,7 +56,8 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispenser",
         description="Open, auditable face-matching paper dispenser. Templates live in RAM "
-                    "only and are overwritten at the retention limit (10 minutes at most).",
+                    "only and are overwritten at the retention limit (10 minutes at most) "
+                    "by the next sweep (at most one sweep period later).",
     )
     parser.add_argument("--version", action="version", version=f"dispenser {__version__}")
     _add_global_options(parser, default=None)

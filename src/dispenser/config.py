@@ -62,7 +62,8 @@ class StoreSettings(_Section):
         540.0, "a repeat visitor is refused for this long after being served",
         lo=0.0, lo_open=True, hi=RETENTION_CEILING_S)
     retention_s: float = _setting(
-        600.0, "every template is overwritten with zeros at this age",
+        600.0, "every template is overwritten with zeros at this age, by the next sweep "
+        "(at most sweep_period_s later)",
         lo=0.0, lo_open=True, hi=RETENTION_CEILING_S)
     sweep_period_s: float = _setting(
         1.0, "how often the sweeper deletes expired templates", lo=0.1, hi=5.0)

@@ -1,4 +1,5 @@
-"""Test doubles for the service's collaborators, following /work/CONTRACTS.md.
+"""Test doubles for the service's collaborators, following the protocols in
+dispenser.service.ports.
 
 The vision stage is not under test here: a scene is drawn as flat grey rectangles (one
 grey level per person), `FakePipeline` finds them again and writes each person's fixed

@@ -19,7 +19,7 @@ from typing import Any
 from dispenser import __version__
 from dispenser.audit.registry import CheckResult
 
-# DESIGN.md section 2, in the words the report uses.
+# The invariants (docs/privacy.md), in the words the report uses.
 INVARIANTS: dict[str, str] = {
     "1. Deny window": "A probe matches only entries younger than the deny window (default "
                       "540 s); an older entry can never cause a denial.",

@@ -90,8 +90,8 @@ def deny_window_boundary() -> Evidence:
 
 
 @check("retention-sweeper", invariant="2. Retention",
-       claim="Every template is overwritten with zeros at the retention limit by the "
-             "sweeper, even when nobody uses the machine.",
+       claim="Every template is overwritten with zeros by the sweeper no later than one "
+             "sweep period after its retention limit, even when nobody uses the machine.",
        method="Serve 64 people, then let only the sweeper thread run while the virtual "
               "clock passes retention + one sweep period; the raw template buffer, "
               "timestamps and every key must be all zeros.")

@@ -1,7 +1,7 @@
 """What the service needs from the store, the vision pipeline, the tracker and the motor.
 
-These protocols restate, for type checking, the parts of /work/CONTRACTS.md the service
-calls, so the service can be driven by the real modules (`dispenser run`, the simulator)
+These protocols restate, for type checking, the parts of those modules the service calls,
+so the service can be driven by the real modules (`dispenser run`, the simulator)
 or by small fakes in tests without importing numba or onnxruntime. The real classes
 (`TemplateStore`, `FacePipeline`, `FaceTracker`, `MotorLink`) satisfy them structurally.
 """

@@ -55,7 +55,7 @@ MTCNN_CHIP_TEMPLATE: Final = np.array(
 """Mean positions of the 5 MTCNN landmarks inside dlib's 150x150 chip (padding 0.25).
 
 Measured by mapping MTCNN's landmarks of 27 faces through dlib's own chip transform; the
-spread is 3-8 px per point (see /models/README.md, alignment section).
+spread is 3-8 px per point (see models/README.md, alignment section).
 """
 
 DLIB_5POINT_UNIT_TEMPLATE: Final = np.array(

@@ -1,7 +1,7 @@
 """Camera frame -> faces with a quality verdict -> one L2-normalised template.
 
-`FacePipeline` is the vision part's whole public surface for the service (CONTRACTS.md):
-it loads and hash-checks the detector and embedder models once, then per frame
+`FacePipeline` is the vision part's whole public surface for the service: it loads and
+hash-checks the detector and embedder models once, then per frame
 
     faces = pipe.detect(frame_bgr)          # boxes, scores, landmarks, quality verdicts
     pipe.embed(frame_bgr, face, template)   # align + embed into the caller's buffer
