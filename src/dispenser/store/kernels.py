@@ -1,8 +1,9 @@
 """The store's numba kernels: every loop over the ring buffer lives here.
 
-All kernels are `@njit(cache=True, nogil=True)`: compiled once per machine (the cache
-survives restarts) and run without the GIL, so the camera and motor threads keep running
-while a search walks the buffer. They never allocate: they read and write the store's
+All kernels are `@njit(cache=True, nogil=True)` with one explicit signature: compiled when
+this module is imported (once per machine: the cache survives restarts), never later, and
+run without the GIL, so the camera and motor threads keep running while a search walks the
+buffer. They never allocate: they read and write the store's
 preallocated arrays in place, so no temporary copy of a template is ever made.
 
 `fastmath` is limited to re-association and contraction (what lets the compiler vectorise
@@ -22,9 +23,13 @@ RESERVED = 1
 LIVE = 2
 
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# Every kernel names its one signature, so numba compiles it (or loads it from its cache)
+# when this module is imported, and never again: a call with other types raises TypeError
+# instead of compiling. `dispenser run` imports the store before its write guard goes on,
+# so no kernel is ever compiled (or its cache written) under the guard.
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("float64(float32[::1])", cache=True, nogil=True, fastmath=_FASTMATH)
 def squared_norm(vector: np.ndarray) -> float:
     """Sum of squares in float64; NaN or inf if any element is not finite."""
     acc = 0.0
@@ -33,7 +38,8 @@ def squared_norm(vector: np.ndarray) -> float:
     return acc
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("void(float32[:, ::1], float32[::1], float32[::1])", cache=True, nogil=True,
+      fastmath=_FASTMATH)
 def rotate_into(key: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
     """out = key @ vector (one d x d rotation; `out` must not alias `vector`)."""
     dim = vector.shape[0]
@@ -44,7 +50,8 @@ def rotate_into(key: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc
 
 
-@njit(cache=True, nogil=True)
+@njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1])", cache=True,
+      nogil=True)
 def rotate_probe(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
                  rotated: np.ndarray) -> None:
     """rotated[k] = keys[k] @ probe for every key slot in use (refs > 0); others untouched."""
@@ -53,7 +60,8 @@ def rotate_probe(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
             rotate_into(keys[k], probe, rotated[k])
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, ::1], "
+      "float64, float64)", cache=True, nogil=True, fastmath=_FASTMATH)
 def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                          slot_key: np.ndarray, rotated: np.ndarray, now: float,
                          deny_window: float) -> float:
@@ -79,7 +87,8 @@ def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray
     return float(best)
 
 
-@njit(cache=True, nogil=True)
+@njit("void(int64, float32[:, ::1], int8[::1], float64[::1], float64[::1], int64[::1], "
+      "int32[::1], int32[::1], int64[::1])", cache=True, nogil=True)
 def clear_slot(i: int, rows: np.ndarray, state: np.ndarray, born: np.ndarray,
                served: np.ndarray, seq: np.ndarray, slot_key: np.ndarray,
                key_refs: np.ndarray, generation: np.ndarray) -> None:
@@ -99,7 +108,9 @@ def clear_slot(i: int, rows: np.ndarray, state: np.ndarray, born: np.ndarray,
     generation[i] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit("UniTuple(int64, 2)(float32[:, ::1], int8[::1], float64[::1], float64[::1], "
+      "int64[::1], int32[::1], int32[::1], float64, float64, float64, int64[::1])",
+      cache=True, nogil=True)
 def sweep_due(rows: np.ndarray, state: np.ndarray, born: np.ndarray, served: np.ndarray,
               seq: np.ndarray, slot_key: np.ndarray, key_refs: np.ndarray, now: float,
               retention: float, reservation_timeout: float,
@@ -122,7 +133,7 @@ def sweep_due(rows: np.ndarray, state: np.ndarray, born: np.ndarray, served: np.
     return deleted, timed_out
 
 
-@njit(cache=True, nogil=True)
+@njit("Tuple((int64, boolean))(int8[::1], int64[::1], int64)", cache=True, nogil=True)
 def pick_slot(state: np.ndarray, seq: np.ndarray, start: int) -> tuple[int, bool]:
     """The first FREE slot at or after `start` in ring order, else the oldest occupied slot.
 
@@ -140,7 +151,7 @@ def pick_slot(state: np.ndarray, seq: np.ndarray, start: int) -> tuple[int, bool
     return oldest, True
 
 
-@njit(cache=True, nogil=True)
+@njit("void(float64[:, ::1])", cache=True, nogil=True)
 def orthonormalise_rows(matrix: np.ndarray) -> None:
     """Modified Gram-Schmidt on the rows of a square float64 matrix, in place, run twice
     ("twice is enough") so the result is orthogonal to machine precision. On a Gaussian
@@ -162,7 +173,7 @@ def orthonormalise_rows(matrix: np.ndarray) -> None:
                 matrix[i, j] /= norm
 
 
-@njit(cache=True, nogil=True)
+@njit("void(float64[:, ::1], float32[:, ::1])", cache=True, nogil=True)
 def copy_into(src: np.ndarray, dst: np.ndarray) -> None:
     """dst[...] = src for 2-D arrays, casting element by element: unlike a numpy cast
     assignment, no intermediate buffer (which would keep a copy of a key) is involved."""
@@ -171,7 +182,7 @@ def copy_into(src: np.ndarray, dst: np.ndarray) -> None:
             dst[i, j] = src[i, j]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("float64(float32[:, ::1])", cache=True, nogil=True, fastmath=_FASTMATH)
 def stream_sum(rows: np.ndarray) -> float:
     """Sum of every element: the cost of reading the buffer once (benchmark lower bound)."""
     acc = np.float32(0.0)
