@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -68,53 +69,82 @@ def clock_boottime() -> Evidence:
 
 
 @check("no-network", invariant="5. Nothing biometric leaves RAM",
-       claim="The program opens no network socket: an attempt is refused loudly.",
+       claim="The program opens no network socket, looks up no host name and starts no "
+             "other program: an attempt is refused loudly.",
        method="With the runtime guard (sys.addaudithook) on, creating a TCP socket, a UDP "
-              "socket and resolving a host name must each raise PermissionError.")
+              "socket, resolving a host name (getaddrinfo, gethostbyname, gethostbyaddr) "
+              "and starting a process (subprocess, os.system) must each raise "
+              "PermissionError.")
 def no_network() -> Evidence:
-    guard.install([])
+    attempts = (lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+                lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM),
+                lambda: socket.getaddrinfo("example.org", 443),
+                lambda: socket.gethostbyname("example.org"),
+                lambda: socket.gethostbyaddr("127.0.0.1"),
+                lambda: subprocess.run(["true"], check=False),
+                lambda: os.system("true"))
+    refused = _count_refused(attempts, allowed_dirs=[])
+    require(refused == len(attempts),
+            f"only {refused} of {len(attempts)} network and process attempts were refused")
+    return {"attempts_refused": refused}
+
+
+def _count_refused(attempts: Iterable[Callable[[], object]],
+                   allowed_dirs: list[Path]) -> int:
+    """How many of `attempts` the guard refused (it is on only while they run)."""
     refused = 0
+    guard.install(allowed_dirs)
     try:
-        for attempt in (lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),
-                        lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM),
-                        lambda: socket.getaddrinfo("example.org", 443)):
+        for attempt in attempts:
             try:
                 attempt()
             except PermissionError:
                 refused += 1
     finally:
         guard.uninstall()
-    require(refused == 3, f"only {refused} of 3 network attempts were refused")
-    return {"attempts_refused": refused}
+    return refused
 
 
 @check("no-disk-writes", invariant="5. Nothing biometric leaves RAM",
-       claim="Nothing is written to disk except the log destination: an attempt is refused.",
+       claim="Nothing is written to disk except the status directory: an attempt is "
+             "refused, however the path is spelled.",
        method="With the guard on, opening a file for writing (modes w, a, x, r+ and "
               "os.open with O_CREAT) outside the allow-list must raise PermissionError "
-              "and leave no file; writing inside the allow-list must work.")
+              "and leave no file, as must paths that leave the allowed folder through "
+              "'..', a symlink or a sibling folder sharing its name as a prefix, a "
+              "__pycache__ folder, and os.replace/os.link/os.symlink out of it; writing "
+              "inside the allow-list must work.")
 def no_disk_writes() -> Evidence:
     with tempfile.TemporaryDirectory() as tmp:
         allowed = Path(tmp) / "log"
         allowed.mkdir()
         target = Path(tmp) / "face.png"
-        guard.install([allowed])
-        refused = 0
-        try:
-            for mode in ("wb", "ab", "xb", "r+b"):
-                try:
-                    open(target, mode).close()
-                except PermissionError:
-                    refused += 1
-            try:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT))
-            except PermissionError:
-                refused += 1
-            (allowed / "dispenser.log").write_text("ok\n")
-        finally:
-            guard.uninstall()
-        require(refused == 5, f"only {refused} of 5 write attempts were refused")
-        require(not target.exists(), "a refused write left a file behind")
+        sibling = Path(tmp) / "logX"
+        cache = Path(tmp) / "__pycache__"
+        for folder in (sibling, cache):
+            folder.mkdir()
+        (allowed / "escape").symlink_to(tmp)
+        inside = allowed / "status.json"
+        inside.write_text("{}\n")
+        attempts = [*(lambda mode=mode: open(target, mode).close()
+                      for mode in ("wb", "ab", "xb", "r+b")),
+                    lambda: os.close(os.open(target, os.O_WRONLY | os.O_CREAT)),
+                    lambda: open(f"{allowed}/../face.png", "wb").close(),
+                    lambda: open(allowed / "escape" / "face.png", "wb").close(),
+                    lambda: open(sibling / "face.png", "wb").close(),
+                    lambda: open(cache / "face.pyc", "wb").close(),
+                    lambda: os.replace(inside, target),
+                    lambda: os.link(inside, target),
+                    lambda: os.symlink(inside, target)]
+        refused = _count_refused([*attempts, lambda: inside.write_text("ok\n")], [allowed])
+        require(refused == len(attempts),
+                f"{refused} write attempts were refused, expected the {len(attempts)} "
+                "outside the allow-list")
+        require(not target.exists() and not target.is_symlink(),
+                "a refused write left a file behind")
+        require(not any(sibling.iterdir()) and not any(cache.iterdir()),
+                "a refused write left a file behind")
+        require(inside.read_text() == "ok\n", "writing inside the allow-list failed")
     return {"attempts_refused": refused, "allowed_write_ok": True}
 
 
