@@ -90,7 +90,7 @@ def test_every_numeric_bound_is_enforced_and_named(key: str, allowed: str) -> No
                  if f.name == name)
     lo, hi, lo_open = field.metadata["lo"], field.metadata["hi"], field.metadata["lo_open"]
     hi_open = field.metadata["hi_open"]
-    kind = type(field.default)
+    kind = field.metadata["kind"]
     if lo is not None:
         below = lo if lo_open else (lo - 1 if kind is int else lo - 1e-3)
         msg = _error({section: {name: kind(below)}})
@@ -123,16 +123,53 @@ def test_bad_values_are_refused_with_one_line(data: dict[str, object], expected:
     assert _error(data).startswith(expected)
 
 
-@pytest.mark.parametrize("typo", [0.093, -1.0, 0.5, 0.79, 1.0])
-def test_a_match_threshold_that_would_refuse_strangers_or_nobody_is_refused(
-        typo: float) -> None:
-    assert _error({"match": {"threshold": typo}}) == (
-        f"config: match.threshold = {typo!r} is out of range (allowed 0.8 <= x < 1)")
+@pytest.mark.parametrize("value", [-1.0, 0.0, 1.0])
+def test_a_match_threshold_that_is_no_usable_cosine_is_refused(value: float) -> None:
+    """0 and below would refuse everyone, 1 nobody. (An override below the embedder card's
+    floor, e.g. a typo such as 0.093, is refused when the rule is built: tests/store.)"""
+    assert _error({"match": {"threshold": value}}) == (
+        f"config: match.threshold = {value!r} is out of range (allowed 0 < x < 1)")
 
 
-@pytest.mark.parametrize("value", [0.8, 0.88, 0.93, 0.999])
-def test_calibrated_match_thresholds_are_accepted(value: float) -> None:
+@pytest.mark.parametrize("value", [0.4, 0.8, 0.88, 0.93, 0.999])
+def test_fixed_match_thresholds_are_accepted(value: float) -> None:
     assert settings_from_mapping({"match": {"threshold": value}}).match.threshold == value
+
+
+def test_thresholds_are_derived_unless_set() -> None:
+    m = Settings().match
+    assert (m.threshold, m.likely_threshold) == (None, None)
+    assert (m.max_false_refusal, m.max_false_short) == (0.001, 0.02)
+    assert Settings().dispense.short_ribbon_mm == 300
+    assert settings_from_mapping({"match": {"likely_threshold": 0.5}}).match.likely_threshold \
+        == 0.5
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"match": {"max_false_refusal": 0.01, "max_false_short": 0.005}},
+         "config: match.max_false_short = 0.005 must be at least match.max_false_refusal "
+         "= 0.01"),
+        ({"match": {"threshold": 0.9, "likely_threshold": 0.95}},
+         "config: match.likely_threshold = 0.95 must not exceed match.threshold = 0.9"),
+        ({"dispense": {"short_ribbon_mm": 600}},
+         "config: dispense.short_ribbon_mm = 600 must be shorter than dispense.ribbon_mm "
+         "= 600"),
+        ({"match": {"threshold": "0.9"}},
+         "config: match.threshold = '0.9' has the wrong type (expected float)"),
+        ({"vision": {"embedder": "facenet"}},
+         "config: vision.embedder = 'facenet' is not allowed (allowed one of 'dlib')"),
+    ],
+)
+def test_rule_settings_that_contradict_each_other_are_refused(data: dict[str, object],
+                                                              expected: str) -> None:
+    assert _error(data) == expected
+
+
+def test_a_short_ribbon_below_a_longer_normal_ribbon_is_allowed() -> None:
+    s = settings_from_mapping({"dispense": {"ribbon_mm": 800, "short_ribbon_mm": 700}})
+    assert (s.dispense.ribbon_mm, s.dispense.short_ribbon_mm) == (800, 700)
 
 
 def test_int_is_accepted_where_float_expected() -> None:

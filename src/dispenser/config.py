@@ -21,23 +21,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dispenser.embedders import EMBEDDER_NAMES
 from dispenser.errors import ConfigError
 from dispenser.tomlfile import read_toml
 
 # Hard ceiling of the retention limit (seconds). A config file cannot raise it.
 RETENTION_CEILING_S = 600.0
 
-# Lowest match.threshold a file may set: the mean similarity of two unrelated faces with the
-# shipped embedder (docs/simulator.md); below it most strangers would be refused.
-THRESHOLD_MIN = 0.8
 
 
 def _setting(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
              lo_open: bool = False, hi_open: bool = False,
-             choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its bounds, so validation and docs share one source."""
+             choices: tuple[str, ...] | None = None, kind: type | None = None) -> Any:
+    """A dataclass field carrying its bounds, so validation and docs share one source.
+
+    `kind` is the value's type; it is needed only for an optional setting (default None,
+    "absent"), whose type cannot be read off its default."""
     meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open,
-            "choices": choices}
+            "choices": choices, "kind": kind or type(default)}
     return field(default=default, metadata=meta)
 
 
@@ -86,18 +87,42 @@ class StoreSettings(_Section):
 
 @dataclass(frozen=True)
 class MatchSettings(_Section):
-    """Face matching: cosine similarity between L2-normalised templates.
+    """Face matching: cosine similarity between L2-normalised templates, and the targets
+    the decision rule derives its thresholds from (dispenser.store.rule, docs/vision.md).
 
-    The threshold's range is narrower than cosine's -1..1 on purpose (docs/operator.md,
-    "match.threshold"): unrelated faces score about 0.80 with the shipped embedder, so a
-    value below `THRESHOLD_MIN` would refuse most strangers (a typo such as 0.093 would
-    refuse everyone), and at 1.0 no two scans ever match, so nobody is ever recognised."""
+    The thresholds are optional fixed overrides: absent, they are derived from the live
+    count and the embedder card's measured impostor tail. An override below the card's
+    floor is refused when the rule is built (a typo such as 0.093 would refuse most
+    strangers); at 1.0 no two scans ever match, so 1 is excluded."""
 
     SECTION: ClassVar[str] = "match"
 
-    threshold: float = _setting(
-        0.93, "similarity at or above which two faces count as the same person",
-        lo=THRESHOLD_MIN, hi=1.0, hi_open=True)
+    threshold: float | None = _setting(
+        None, "fixed similarity at or above which paper is refused (absent: derived from "
+        "max_false_refusal and the live count)", lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+        kind=float)
+    max_false_refusal: float = _setting(
+        0.001, "target chance per visit that a stranger is refused paper",
+        lo=0.0, lo_open=True, hi=0.1)
+    max_false_short: float = _setting(
+        0.02, "target chance per visit that a stranger gets the shorter ribbon or is refused "
+        "(>= max_false_refusal)", lo=0.0, lo_open=True, hi=0.5)
+    likely_threshold: float | None = _setting(
+        None, "fixed similarity from which the shorter ribbon is given (absent: derived from "
+        "max_false_short; <= threshold)", lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+        kind=float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_false_short < self.max_false_refusal:
+            raise ConfigError(
+                f"config: match.max_false_short = {self.max_false_short!r} must be at least "
+                f"match.max_false_refusal = {self.max_false_refusal!r}")
+        if (self.threshold is not None and self.likely_threshold is not None
+                and self.likely_threshold > self.threshold):
+            raise ConfigError(
+                f"config: match.likely_threshold = {self.likely_threshold!r} must not exceed "
+                f"match.threshold = {self.threshold!r}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,9 @@ class VisionSettings(_Section):
         640, "frames are downscaled so their longer side is at most this", lo=160, hi=4096)
     threads: int = _setting(
         2, "onnxruntime intra-op threads (4 on a Pi 4/5, 2 on a 2-core laptop)", lo=1, hi=64)
+    embedder: str = _setting(
+        EMBEDDER_NAMES[0], "face embedder (its model card holds the calibration the decision "
+        "rule uses)", choices=EMBEDDER_NAMES)
     embedder_precision: str = _setting(
         "float32", "face embedder weights: float32 (checked against dlib) or int8 (faster, "
         "docs/performance.md)", choices=("float32", "int8"))
@@ -163,11 +191,21 @@ class DispenseSettings(_Section):
     SECTION: ClassVar[str] = "dispense"
 
     ribbon_mm: int = _setting(600, "ribbon length per face decision", lo=600, hi=1000)
+    short_ribbon_mm: int = _setting(
+        300, "ribbon length when the face is close to, but not surely, someone served in the "
+        "deny window (< ribbon_mm)", lo=0, lo_open=True, hi=1000)
     button_ribbon_mm: int = _setting(
         400, "ribbon length for the no-scan button (no face processing)", lo=100, hi=1000)
     button_min_interval_s: float = _setting(
         30.0, "the no-scan button dispenses at most once per this many seconds (globally)",
         lo=0.0, hi=3600.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.short_ribbon_mm >= self.ribbon_mm:
+            raise ConfigError(
+                f"config: dispense.short_ribbon_mm = {self.short_ribbon_mm} must be shorter "
+                f"than dispense.ribbon_mm = {self.ribbon_mm}")
 
 
 @dataclass(frozen=True)
@@ -237,6 +275,8 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 
 
 def _check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
+    if value is None:  # an optional setting left absent
+        return
     if meta["choices"] and value not in meta["choices"]:
         raise ConfigError(f"config: {key} = {value!r} is not allowed "
                           f"(allowed {_describe_range(meta)})")
@@ -257,7 +297,7 @@ def _build_section(name: str, cls: type, table: Any) -> Any:
         if key not in known:
             raise ConfigError(f"config: unknown key {name}.{key} "
                               f"(known: {', '.join(sorted(known))})")
-        kind = type(known[key].default)
+        kind = known[key].metadata["kind"]
         values[key] = _coerce(f"{name}.{key}", raw, kind)
     return cls(**values)
 

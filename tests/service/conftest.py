@@ -15,6 +15,7 @@ from dispenser.motor import MotorLink
 from dispenser.service import DispenserService, RecordingDisplay
 from dispenser.service.frames import ScriptedSource
 from dispenser.store import TemplateStore
+from dispenser.store.rule import threshold_for
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
         source = ScriptedSource()
         pipeline = FakePipeline()
         if store is None:
-            store = TemplateStore(s.store, threshold=s.match.threshold, clock=clock,
+            store = TemplateStore(s.store, threshold=threshold_for(1, s), clock=clock,
                                   start_sweeper=False, zeroise_on_signals=False)
             stores.append(store)
         motor = motor if motor is not None else FakeMotor()

@@ -13,9 +13,10 @@ import pytest
 
 from dispenser.config import Settings
 from dispenser.errors import DispenserError
+from dispenser.store.rule import threshold_for
 from dispenser.vision import Face, FacePipeline, model_files
 
-THRESHOLD = Settings().match.threshold
+THRESHOLD = threshold_for(1, Settings())
 
 
 def template(pipe: FacePipeline, bgr: np.ndarray) -> np.ndarray:

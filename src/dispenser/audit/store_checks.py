@@ -20,6 +20,7 @@ from dispenser.audit.registry import Evidence, check, require
 from dispenser.clock import VirtualClock
 from dispenser.config import Settings, StoreSettings
 from dispenser.store import TemplateStore
+from dispenser.store.rule import threshold_for
 
 DIM = 128
 # Real-time bound for the sweeper thread to react to a virtual-clock advance.
@@ -45,7 +46,7 @@ def _nonzero_rows(store: TemplateStore) -> int:
 def _store(clock: VirtualClock, *, sweeper: bool = False, **settings: float
            ) -> Iterator[TemplateStore]:
     s = StoreSettings(**settings)  # type: ignore[arg-type]
-    store = TemplateStore(s, threshold=Settings().match.threshold, dim=DIM, clock=clock,
+    store = TemplateStore(s, threshold=threshold_for(1, Settings()), dim=DIM, clock=clock,
                           start_sweeper=sweeper, zeroise_on_signals=False)
     try:
         yield store

@@ -111,7 +111,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"pairs skipped: {len(no_face)} images without a face, {len(unreadable)} "
             "unreadable)")
     report = calibrate(genuine, impostor)
-    far_cfg, tar_cfg = rates_at(genuine, impostor, [settings.match.threshold])
+    from dispenser.store.rule import threshold_for
+
+    configured = threshold_for(1, settings)  # the rule with one live template
+    far_cfg, tar_cfg = rates_at(genuine, impostor, [configured])
     summary: dict[str, Any] = {
         "images": len(names), "images_without_face": sorted(no_face),
         "images_unreadable": unreadable, "pairs": len(pairs),
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "eer": report.eer, "eer_threshold": report.eer_threshold,
         "at_far": [{"far_target": p.far_target, "threshold": p.threshold, "far": p.far,
                     "tar": p.tar, "resolved": p.resolved} for p in report.at_far],
-        "configured": {"threshold": settings.match.threshold, "far": float(far_cfg[0]),
+        "configured": {"threshold": configured, "far": float(far_cfg[0]),
                        "tar": float(tar_cfg[0])},
     }
     if args.json:

@@ -1,7 +1,8 @@
 """`dispenser compare IMG_A IMG_B`: are the largest faces in two photos the same person?
 
-Prints the cosine similarity of the two templates and the verdict at the configured
-`match.threshold` (the rule the store applies: same person when similarity >= threshold),
+Prints the cosine similarity of the two templates and the verdict at the threshold the
+store's rule applies with one live template (`dispenser.store.rule.threshold_for(1, ...)`:
+same person when similarity >= threshold),
 plus each face's quality verdict, since a poor photo makes a poor template. Never prints a
 template, a landmark or image data. Exit codes: 0 compared (whatever the verdict), 2 bad
 input, including an image in which no face is found.
@@ -28,10 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from dispenser.store.rule import is_match, threshold_for
     from dispenser.vision.images import load_image_bgr
     from dispenser.vision.pipeline import FacePipeline
 
-    threshold = settings.match.threshold
+    threshold = threshold_for(1, settings)  # one pair: the rule with one live template
     templates = np.zeros((2, 128), np.float32)
     try:
         with FacePipeline(settings.vision) as pipe:
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         similarity = float(np.dot(templates[0], templates[1]))
     finally:
         templates.fill(0)
-    same = similarity >= threshold
+    same = is_match(similarity, threshold)
     if args.json:
         print(json.dumps({"similarity": round(similarity, 6), "same_person": same,
                           "threshold": threshold,

@@ -105,6 +105,7 @@ class _Machine:
                  status_dir: Path) -> None:
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
+        from dispenser.store.rule import threshold_for
         from dispenser.vision import FacePipeline
 
         self._closers: list[Callable[[], None]] = [frames.close]
@@ -114,7 +115,7 @@ class _Machine:
             link = MotorLink(settings.serial, clock)
             link.open()
             self._closers.append(link.close)
-            store = TemplateStore(settings.store, threshold=settings.match.threshold,
+            store = TemplateStore(settings.store, threshold=threshold_for(1, settings),
                                   clock=clock)
             self._closers.append(store.close)
             self._store = store

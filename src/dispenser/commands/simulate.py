@@ -168,6 +168,7 @@ def _sim_settings(settings: Settings) -> Settings:
 
 def _live(args: argparse.Namespace, settings: Settings) -> int:
     from dispenser.sim.timeline import HEADER, ProgressBar, clock_text, format_row
+    from dispenser.store.rule import threshold_for
 
     settings = _sim_settings(settings)
     show_rows = not args.json
@@ -210,7 +211,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         doc: dict[str, Any] = {
             "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
             "stages": stages,
-            "settings": {"threshold": settings.match.threshold,
+            "settings": {"threshold": threshold_for(1, settings),
                          "deny_window_s": settings.store.deny_window_s,
                          "retention_s": settings.store.retention_s},
             "timeline": [r.as_dict() for r in result.rows],
@@ -236,11 +237,13 @@ def _preview(args: argparse.Namespace) -> tuple[Preview | None, str | None]:
 
 def _print_intro(args: argparse.Namespace, settings: Settings, stages: dict[str, list[str]],
                  preview_note: str | None) -> None:
+    from dispenser.store.rule import threshold_for
+
     speed = ("real time" if args.camera is not None else
              f"{min(args.speed, MAX_SPEED):g}x real time")
     print("dispenser simulate: the whole machine on this computer "
           f"(deny window {settings.store.deny_window_s:g} s, retention "
-          f"{settings.store.retention_s:g} s, threshold {settings.match.threshold:g}, "
+          f"{settings.store.retention_s:g} s, threshold {threshold_for(1, settings):g}, "
           f"{speed})")
     print("  real:      " + "\n             ".join(stages["real"]))
     print("  simulated: " + "\n             ".join(stages["simulated"]))

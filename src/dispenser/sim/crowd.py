@@ -44,6 +44,7 @@ from dispenser.sim.identities import (
 )
 from dispenser.sim.scenario import Scenario, ScenarioError
 from dispenser.store import TemplateStore
+from dispenser.store.rule import threshold_for
 
 # The simulated controller's nominal feed speed (firmware_sim.plant.NOMINAL_MM_S).
 FEED_MM_PER_S = 150.0
@@ -381,7 +382,7 @@ def study(scenario: Scenario, settings: Settings, stats: SimilarityStats, seed: 
                             "outlasts retention)")
     model = IdentityModel.fit(stats)
     crowd = generate_crowd(scenario, model, seed)
-    configured_point = RunSettings(settings.match.threshold, settings.store.deny_window_s)
+    configured_point = RunSettings(threshold_for(1, settings), settings.store.deny_window_s)
     points = sweep_points(scenario)
     todo = points if configured_point in points else [*points, configured_point]
     results: dict[RunSettings, RunResult] = {}

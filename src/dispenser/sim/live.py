@@ -132,13 +132,14 @@ class _Machine:
                  display: SimDisplay, on_transition: Callable[[Transition], None]) -> None:
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
+        from dispenser.store.rule import threshold_for
 
         self._closers: list[Callable[[], None]] = [frames.close]
         try:
             self.link = MotorLink(settings.serial, clock, port="sim")
             self.link.open()
             self._closers.append(self.link.close)
-            self.store = TemplateStore(settings.store, threshold=settings.match.threshold,
+            self.store = TemplateStore(settings.store, threshold=threshold_for(1, settings),
                                        clock=clock)
             self._closers.append(self.store.close)
             self.service = DispenserService(settings, clock=clock, frames=frames,

@@ -22,6 +22,7 @@ import numpy as np
 
 from dispenser.errors import DispenserError
 from dispenser.sim.crowd import CrowdReport, Kind, RunResult
+from dispenser.store.rule import threshold_for
 
 FORMAT = "dispenser-crowd-report/1"
 MATPLOTLIB_MISSING = ("plots skipped: matplotlib is not installed (pip install '.[report]' "
@@ -232,7 +233,8 @@ def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
     ax.hist(report.genuine, bins=bins, alpha=0.6, density=True, label="same person")
     for th in report.scenario.sweep.thresholds:
         ax.axvline(th, color="grey", linewidth=0.6)
-    ax.axvline(report.settings.match.threshold, color="red", label="configured threshold")
+    ax.axvline(threshold_for(1, report.settings), color="red",
+               label="configured threshold (1 live template)")
     ax.set_xlabel("cosine similarity of two templates (synthetic identity model)")
     kind = report.stats.source.split(":")[0]  # "provisional" or "measured"
     ax.set_title(f"Synthetic identities, calibrated on {kind} embedder statistics")

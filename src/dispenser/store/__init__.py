@@ -3,8 +3,21 @@
 The privacy promise lives here: see `dispenser.store.store` for the layout, lifetimes and
 locking, `dispenser.store.keys` for key shredding, `dispenser.store.exit_hooks` for
 zeroisation on SIGTERM/SIGINT, and tests/audit/ for the tests that prove each guarantee.
+`dispenser.store.rule` is the decision rule: the thresholds a decision compares its best
+match with, derived from the live count and the embedder card's calibration.
 """
 
+from dispenser.store.rule import (
+    ImpostorTail,
+    MatchRule,
+    Thresholds,
+    is_match,
+    likely_threshold_for,
+    rule_for,
+    threshold_for,
+)
 from dispenser.store.store import Decision, Reservation, StoreCounters, TemplateStore
 
-__all__ = ["Decision", "Reservation", "StoreCounters", "TemplateStore"]
+__all__ = ["Decision", "ImpostorTail", "MatchRule", "Reservation", "StoreCounters",
+           "TemplateStore", "Thresholds", "is_match", "likely_threshold_for", "rule_for",
+           "threshold_for"]

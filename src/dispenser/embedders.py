@@ -1,0 +1,48 @@
+"""Which face embedders exist, and which model card describes each: one table.
+
+Why here and not in `dispenser.vision`: the card is read by two layers that must not import
+each other. The vision pipeline loads the embedder's model from it, and the template store
+reads its `[calibration]` table (the measured impostor tail the decision rule is derived
+from, `dispenser.store.rule`). Both look the card up through `EMBEDDER_CARDS` and read it
+as plain data from the installed `dispenser.models` package.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from dispenser.errors import DispenserError
+from dispenser.tomlfile import read_toml
+
+MODELS_PACKAGE = "dispenser.models"
+
+# settings.vision.embedder -> the model card (without ".toml") that describes it and holds
+# its calibration. The first entry is the default.
+EMBEDDER_CARDS: MappingProxyType[str, str] = MappingProxyType({
+    "dlib": "dlib_face_recognition_resnet_model_v1",
+})
+
+EMBEDDER_NAMES: tuple[str, ...] = tuple(EMBEDDER_CARDS)
+
+
+def embedder_card(embedder: str) -> str:
+    """The card name of `embedder`; one line naming the setting if there is none."""
+    try:
+        return EMBEDDER_CARDS[embedder]
+    except KeyError:
+        raise DispenserError(f"vision.embedder = {embedder!r} names no shipped embedder "
+                             f"(available: {', '.join(EMBEDDER_NAMES)})") from None
+
+
+def card_path(card: str) -> Path:
+    """Where the packaged card `<card>.toml` is (from a checkout, editable install or
+    wheel alike)."""
+    return Path(str(importlib.resources.files(MODELS_PACKAGE).joinpath(f"{card}.toml")))
+
+
+def read_card(card: str) -> dict[str, Any]:
+    """The parsed TOML of packaged card `card`, as plain data (no model is loaded)."""
+    return read_toml(card_path(card), "model card", DispenserError)
