@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from dispenser.config import Settings
+from dispenser.store.rule import rule_for
 from firmware_sim.plant import NOMINAL_MM_S
 
 
@@ -79,6 +81,9 @@ def test_run_serves_a_face_from_a_video_file_through_firmware_sim(
     # simulator's pass far later, so allow up to 0.5 s of feed past the target.
     assert 600 <= int(fed[0]) <= 600 + NOMINAL_MM_S * 0.5, fed
     assert "message=here_you_go" in log
+    # One line at start says which decision rule applies (the shipped card's, or why not).
+    rule_lines = [line for line in log.splitlines() if " match_rule rule=" in line]
+    assert len(rule_lines) == 1 and repr(rule_for(Settings()).describe()) in rule_lines[0]
     status = json.loads((status_dir / "status.json").read_text(encoding="utf-8"))
     assert status["served"] == 1 and status["decisions"] == 1
     assert all(isinstance(v, int) for k, v in status.items() if k != "state")

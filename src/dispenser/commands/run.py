@@ -105,7 +105,7 @@ class _Machine:
                  status_dir: Path) -> None:
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
-        from dispenser.store.rule import threshold_for
+        from dispenser.store.rule import rule_for, threshold_for
         from dispenser.vision import FacePipeline
 
         self._closers: list[Callable[[], None]] = [frames.close]
@@ -115,6 +115,7 @@ class _Machine:
             link = MotorLink(settings.serial, clock)
             link.open()
             self._closers.append(link.close)
+            event(_log, "match_rule", rule=repr(rule_for(settings).describe()))
             store = TemplateStore(settings.store, threshold=threshold_for(1, settings),
                                   clock=clock)
             self._closers.append(store.close)
