@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 
 from dispenser.clock import BootClock, Clock
+from dispenser.motor import protocol as P
 from firmware_sim.controller import Controller, Limits
 from firmware_sim.plant import SimulatedPlant
 
@@ -257,12 +258,20 @@ class SimulatedController:
         return bytes(b)
 
     def _receive(self, data: bytes) -> None:
-        """Host bytes to the controller, frame by frame through the request faults."""
+        """Host bytes to the controller, frame by frame through the request faults.
+
+        No frame is longer than `MAX_ENCODED` bytes, so a block that grows past it without
+        a delimiter is handed to the firmware's parser as it is (which drops an over-long
+        block without keeping it, and answers its delimiter with a NAK) and not kept here:
+        the simulator holds at most one read more than the firmware would."""
         assert self.controller is not None
         self._rx_partial += data
         while True:
             zero = self._rx_partial.find(b"\x00")
             if zero < 0:
+                if len(self._rx_partial) > P.MAX_ENCODED:
+                    self.controller.receive(bytes(self._rx_partial))
+                    self._rx_partial.clear()
                 return
             frame = bytes(self._rx_partial[:zero + 1])
             del self._rx_partial[:zero + 1]
