@@ -114,3 +114,53 @@ def test_console_commands_play_the_physical_world(sim: SimulatedController) -> N
     assert _handle(sim, ["fault", "nonsense"]).startswith("faults: drop:")
     assert "paper out 0 mm, roll left 1234 mm, motor off" in _handle(sim, ["show"])
     assert _handle(sim, ["what?"]) == HELP
+
+
+@pytest.fixture
+def no_controller(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A board with no controller plugged in: neither the udev name nor a by-id link."""
+    from dispenser.commands import motor
+
+    monkeypatch.setattr(motor, "CONTROLLER_LINK", str(tmp_path / "dispenser-motor"))
+    monkeypatch.setattr(motor, "CONTROLLER_BY_ID", str(tmp_path / "by-id" / "usb-*"))
+    return tmp_path
+
+
+def test_without_port_the_simulator_is_never_chosen(no_controller: Path,
+                                                    capsys: pytest.CaptureFixture[str]
+                                                    ) -> None:
+    """The laptop default serial.port = "sim" does not make `motor dispense` "succeed"
+    against an in-process simulator when no real controller is there."""
+    code, out, err = _run(capsys, "motor", "dispense", "600")
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        f"dispenser: error: motor: no controller and no {no_controller / 'dispenser-motor'}; "
+        "name it with --port PATH (or --port sim for the simulated controller)"]
+
+
+def test_without_port_the_real_controller_is_found_by_its_udev_name(
+        no_controller: Path, sim: SimulatedController,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (no_controller / "dispenser-motor").symlink_to(sim.device_path)
+    code, out, _ = _run(capsys, "motor", "dispense", "600")
+    assert code == 0
+    assert abs(_dispensed_mm(out) - sim.paper_out_mm) <= 1 and sim.motor_starts == 1
+
+
+def test_without_port_one_by_id_link_is_found_and_two_are_refused(
+        no_controller: Path, sim: SimulatedController,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    by_id = no_controller / "by-id"
+    by_id.mkdir()
+    (by_id / "usb-one").symlink_to(sim.device_path)
+    code, out, _ = _run(capsys, "motor", "status")
+    assert code == 0 and "boot_id" in out
+    (by_id / "usb-two").symlink_to(sim.device_path)
+    code, _, err = _run(capsys, "motor", "status")
+    assert code == 1 and "2 controllers under /dev/serial/by-id" in err
+
+
+def test_the_simulator_is_chosen_by_name(no_controller: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "motor", "--port", "sim", "dispense", "300")
+    assert code == 0 and out.startswith("dispensed ")

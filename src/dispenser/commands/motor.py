@@ -5,6 +5,12 @@
     dispenser motor [--port PATH] abort
     dispenser motor [--port PATH] selftest [--feed MM]
 
+Which controller: `--port PATH`, else `serial.port` from the configuration when it names a
+device, else the real controller found at `/dev/dispenser-motor` (hw/99-dispenser.rules)
+or its one `/dev/serial/by-id/usb-MicroPython_*` link. The in-process simulator is used only
+when asked for by name (`--port sim`): the laptop default `serial.port = "sim"` never
+sends a technician's command to a simulator while the real controller goes untouched.
+
 Exit 0 when the controller did what was asked; otherwise one line naming the controller's
 error (`jam`, `paper_empty`, `door_open`, `offline`, ...) and exit 1.
 """
@@ -12,12 +18,37 @@ error (`jam`, `paper_empty`, `door_open`, `offline`, ...) and exit 1.
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 
 from dispenser.clock import BootClock
 from dispenser.config import Settings
-from dispenser.errors import EXIT_OK, DispenserError
+from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 from dispenser.motor import MotorLink
 from dispenser.motor.messages import MotorError
+
+SIM_PORT = "sim"
+# Where the real controller appears on a board: the fixed name the udev rule creates, then
+# the kernel's by-id links of the RP2040 controller (both followed to /dev/ttyACM*).
+CONTROLLER_LINK = "/dev/dispenser-motor"
+CONTROLLER_BY_ID = "/dev/serial/by-id/usb-MicroPython_Board_in_FS_mode_*"
+
+
+def controller_port(requested: str | None, configured: str) -> str:
+    """The port a technician command talks to (see the module docstring)."""
+    if requested is not None:
+        return requested
+    if configured != SIM_PORT:
+        return configured
+    if os.path.exists(CONTROLLER_LINK):
+        return CONTROLLER_LINK
+    by_id = sorted(glob.glob(CONTROLLER_BY_ID))
+    if len(by_id) == 1:
+        return by_id[0]
+    found = f"{len(by_id)} controllers under /dev/serial/by-id" if by_id else "no controller"
+    raise DispenserError(
+        f"motor: {found} and no {CONTROLLER_LINK}; name it with --port PATH "
+        f"(or --port {SIM_PORT} for the simulated controller)", exit_code=EXIT_FAILURE)
 
 
 def _length(text: str) -> int:
@@ -32,9 +63,11 @@ def _length(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", metavar="PATH", default=None,
-                        help="serial device of the controller, e.g. /dev/serial/by-id/"
-                             "usb-MicroPython_Board_in_FS_mode_...-if00, or 'sim' "
-                             "(default: serial.port from the configuration)")
+                        help="serial device of the controller, e.g. /dev/dispenser-motor or "
+                             "/dev/serial/by-id/usb-MicroPython_Board_in_FS_mode_...-if00, "
+                             "or 'sim' for the simulated controller (default: serial.port "
+                             "from the configuration if it names a device, else the "
+                             "controller found at /dev/dispenser-motor or by-id)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("status", help="show the controller's state, sensors and counters")
     p = sub.add_parser("dispense", help="feed one ribbon of MM millimetres")
@@ -46,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    port = args.port or settings.serial.port
+    port = controller_port(args.port, settings.serial.port)
     with MotorLink(settings.serial, BootClock(), port=port) as link:
         if args.action == "status":
             for key, value in link.status().items():
