@@ -16,3 +16,9 @@ __version__ = "0.1.0"
 # before onnxruntime is first imported, and every import of it in this program comes
 # after this line. Forced, not defaulted: the device opens no network socket (invariant 5).
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+# Images larger than this many pixels are refused before decoding (dispenser.vision.images).
+# OpenCV reads its own limit from the environment once, when cv2 is loaded; every import of
+# cv2 in this program comes after this line, so its decoders refuse the same sizes too.
+MAX_IMAGE_PIXELS = 50_000_000
+os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_IMAGE_PIXELS)

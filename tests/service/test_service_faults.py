@@ -3,12 +3,15 @@ a silent camera (watchdog), a store failure. The machine never decides while fau
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
 from service_doubles import Person, Rig, identity
 
+from dispenser.clock import VirtualClock
 from dispenser.service import Message, State
+from dispenser.service.frames import FrameSourceError
 
 
 @pytest.mark.parametrize(("controller", "message"), [
@@ -142,3 +145,53 @@ def test_status_survives_a_store_without_counters(rig_factory: Callable[..., Rig
     monkeypatch.setattr(rig.store, "counters", broken)
     status = rig.svc.status()
     assert status["state"] == "idle" and "store_occupancy" not in status
+
+
+class _OpensThenFails:
+    """A camera that opens every time and never delivers a frame (e.g. a USB camera whose
+    stream dies right after the driver accepted it)."""
+
+    name = "camera 0"
+    finished = False
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self.opened_at: list[float] = []
+
+    def open(self) -> None:
+        self.opened_at.append(self._clock.now())
+
+    def read(self) -> None:
+        raise FrameSourceError("camera: camera 0 stopped delivering frames (unplugged?)")
+
+    def close(self) -> None:
+        pass
+
+
+def test_back_off_survives_a_camera_that_opens_then_fails(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    camera = _OpensThenFails(rig.clock)
+    rig.svc._frames = camera
+    for _ in range(1200):                     # 120 s of virtual time
+        rig.svc.step()
+        rig.clock.advance(0.1)
+    gaps = [round(b - a) for a, b in itertools.pairwise(camera.opened_at)]
+    assert gaps == [1, 2, 4, 8, 16, 30, 30]
+    assert rig.svc.state is State.FAULT
+
+
+def test_back_off_starts_again_at_one_second_once_frames_came_back(
+        rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.source.unplug()
+    rig.run_for(20.0)                          # attempts at 0, 1, 3, 7, 15 s
+    rig.source.replug()
+    rig.run_for(20.0)                          # back at 31 s, frames flow
+    opens = rig.source.opens
+    rig.source.unplug()
+    rig.run_for(0.5)
+    rig.source.replug()
+    rig.run_for(1.0)
+    assert rig.source.opens == opens + 1       # re-opened after 1 s, not 32 s
+    assert rig.svc.state is State.IDLE

@@ -110,7 +110,8 @@ def test_an_image_directory_shows_each_image_for_its_period(
     (lambda p: ImageDirSource(p / "none", VirtualClock()),
      "camera: image directory not found: {p}/none"),
     (lambda p: ImageDirSource(p, VirtualClock()),
-     "camera: no images (.png, .jpg, .jpeg, .bmp) in {p}"),
+     "camera: no images (.png, .jpg, .jpeg, .tif, .tiff, .bmp, .webp, .pbm, .pgm, .ppm, "
+     ".pnm) in {p}"),
 ])
 def test_missing_sources_fail_with_one_line(tmp_path: Path, make: object, error: str) -> None:
     source = make(tmp_path)  # type: ignore[operator]
@@ -119,12 +120,92 @@ def test_missing_sources_fail_with_one_line(tmp_path: Path, make: object, error:
     assert str(caught.value) == error.format(p=tmp_path)
 
 
-def test_an_unreadable_image_is_one_line(tmp_path: Path, clock: VirtualClock) -> None:
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+def _png(path: Path, level: int, shape: tuple[int, ...] = (32, 32, 3)) -> Path:
+    assert cv2.imwrite(str(path), np.full(shape, level, np.uint8))
+    return path
+
+
+def test_unreadable_images_are_skipped_with_one_warning_each(
+        tmp_path: Path, clock: VirtualClock, caplog: pytest.LogCaptureFixture) -> None:
+    """An empty file, a non-image and a truncated image (good header, bad data) are each
+    skipped once with one warning; the readable images are shown in turn; no read raises
+    (a raise made the service re-open the folder and fail again, forever)."""
+    (tmp_path / "a_empty.png").write_bytes(b"")
+    _png(tmp_path / "b.png", 50)
+    (tmp_path / "c_text.jpg").write_text("not an image", encoding="utf-8")
+    whole = _png(tmp_path / "d.png", 100, (64, 64, 3)).read_bytes()
+    (tmp_path / "d.png").unlink()
+    (tmp_path / "d_cut.png").write_bytes(whole[:60])
+    _png(tmp_path / "e.png", 150)
+    source = ImageDirSource(tmp_path, clock, seconds_per_image=2.0, fps=10.0)
+    with caplog.at_level("WARNING", logger="dispenser.frames"):
+        source.open()
+        shown = []
+        for _ in range(100):
+            frame = source.read()
+            if frame is not None:
+                shown.append(int(frame.mean()))
+            clock.advance(0.5)
+    assert source.finished
+    assert sorted(set(shown)) == [50, 150]
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == 3 and all(m.startswith("image_skipped file=") for m in skipped)
+    for name in ("a_empty.png", "c_text.jpg", "d_cut.png"):
+        assert sum(name in m for m in skipped) == 1, name
+
+
+def test_a_folder_with_no_readable_image_refuses_to_open(tmp_path: Path,
+                                                         clock: VirtualClock) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 nope")
     source = ImageDirSource(tmp_path, clock)
+    with pytest.raises(FrameSourceError) as caught:
+        source.open()
+    assert str(caught.value) == (f"camera: 2 files, none a readable PNG, JPEG, TIFF, BMP, "
+                                 f"WebP or PNM image in {tmp_path}")
+
+
+def test_an_image_folder_bomb_is_skipped_before_decoding(
+        tmp_path: Path, clock: VirtualClock, caplog: pytest.LogCaptureFixture) -> None:
+    """`run --source DIR` and `simulate --images DIR` read through the one loader: a PNG
+    that claims 20000x20000 pixels is skipped on its header."""
+    header = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))[1].tobytes()
+    (tmp_path / "a_bomb.png").write_bytes(header[:16] + (20000).to_bytes(4, "big") * 2
+                                          + header[24:])
+    _png(tmp_path / "b.png", 77)
+    source = ImageDirSource(tmp_path, clock)
+    with caplog.at_level("WARNING", logger="dispenser.frames"):
+        source.open()
+    frame = source.read()
+    assert frame is not None and int(frame.mean()) == 77
+    assert "20000x20000 pixels" in caplog.text
+
+
+def test_image_frames_live_in_two_locked_buffers_zeroised_on_change_and_close(
+        tmp_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No per-frame copy: every read refills and returns the same swap-locked buffer; the
+    previous image's buffer is zeroised when the next image replaces it; close() zeroises
+    what is left."""
+    from dispenser.service import frames
+
+    locked: list[np.ndarray] = []
+    monkeypatch.setattr(frames, "lock_pages", lambda b: locked.append(b) or True)
+    _png(tmp_path / "a.png", 60)
+    _png(tmp_path / "b.png", 90, (48, 40, 3))
+    source = ImageDirSource(tmp_path, clock, seconds_per_image=1.0, fps=10.0)
     source.open()
-    with pytest.raises(FrameSourceError, match=r"^camera: cannot read image .*broken.png"):
-        source.read()
+    first = source.read()
+    clock.advance(0.2)
+    again = source.read()
+    assert first is not None and again is first and int(first.mean()) == 60
+    assert len(locked) == 2 and any(b is first for b in locked)
+    first_image = next(b for b in locked if b is not first)
+    clock.advance(1.0)
+    second = source.read()
+    assert second is not None and second.shape == (48, 40, 3) and int(second.mean()) == 90
+    assert not first.any() and not first_image.any()      # the old size's buffers wiped
+    source.close()
+    assert all(not b.any() for b in locked)
 
 
 def test_grey_frames_become_bgr(tmp_path: Path, clock: VirtualClock) -> None:

@@ -214,3 +214,17 @@ def test_a_step_that_never_returns_ends_the_process_after_zeroising(
     assert zeroised.wait(5.0)
     dog.join(5.0)
     assert exited == [1]
+
+
+@pytest.mark.parametrize("command", [["run", "--source"], ["simulate", "--images"]])
+def test_a_folder_with_no_readable_image_refuses_to_start(tmp_path: Path,
+                                                          command: list[str]) -> None:
+    """It used to start, fail to read the empty file, re-open the folder and fail again,
+    about 490 log lines a second, forever."""
+    (tmp_path / "a.png").write_bytes(b"")
+    done = _dispenser(*command, str(tmp_path), timeout=60.0)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == (f"dispenser: error: camera: 1 file, none a readable PNG, JPEG, "
+                         f"TIFF, BMP, WebP or PNM image in {tmp_path}")
+    assert len(lines) == 2 and "image_skipped" in lines[0] and "a.png" in lines[0]

@@ -47,7 +47,7 @@ def test_compare_json_different_people(photos: Path,
 
 @pytest.mark.parametrize(("name", "message"), [
     ("wall.png", "no face found in"),
-    ("broken.jpg", "not a readable image"),
+    ("broken.jpg", "is not a PNG, JPEG, TIFF, BMP, WebP or PNM file"),
     ("missing.png", "does not exist"),
 ])
 def test_compare_without_a_usable_face_exits_2(photos: Path, name: str, message: str,

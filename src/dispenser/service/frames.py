@@ -21,6 +21,7 @@ frame is analysed however slow the board.
 from __future__ import annotations
 
 import collections
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,10 +29,11 @@ import numpy as np
 
 from dispenser.clock import Clock
 from dispenser.errors import EXIT_FAILURE, DispenserError
+from dispenser.logsafe import event
 from dispenser.privacy.memory import lock_pages, unlock_pages, zeroise
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _DEFAULT_FILE_FPS = 25.0
+_log = logging.getLogger("dispenser.frames")
 
 
 class FrameSourceError(DispenserError):
@@ -197,7 +199,19 @@ class CaptureSource:
 
 class ImageDirSource:
     """Each image of a directory (sorted by name) shown as a still scene for
-    `seconds_per_image`, delivered at `fps` frames per second of clock time."""
+    `seconds_per_image`, delivered at `fps` frames per second of clock time.
+
+    Images are read with the one image loader (`vision.images.load_image_bgr`: pixel limit
+    checked on the header before decoding). `open()` checks every file's header and skips
+    (one warning each) the ones that are not readable images; with none left it refuses.
+    An image that passes the header check but fails to decode is skipped the same way when
+    its turn comes, and the next image takes its place: a bad file never stops the source.
+
+    Frames live in two swap-locked buffers, as a camera's do: the current image (kept for
+    its period, zeroised when the next image replaces it) and the frame buffer every
+    `read()` refills from it and returns (valid until the next `read()`). `close()`
+    zeroises both. No per-frame copy is made.
+    """
 
     def __init__(self, directory: str | Path, clock: Clock, *,
                  seconds_per_image: float = 5.0, fps: float = 10.0) -> None:
@@ -208,7 +222,9 @@ class ImageDirSource:
         self._paths: list[Path] = []
         self._t0: float | None = None  # clock time of the first image (first read)
         self._last_t: float | None = None
-        self._cached: tuple[int, np.ndarray] | None = None
+        self._shown = -1                          # index of the image in `_image`
+        self._image: np.ndarray | None = None     # the current image, swap-locked
+        self._frame: np.ndarray | None = None     # what read() returns, swap-locked
         self._finished = False
 
     @property
@@ -220,14 +236,20 @@ class ImageDirSource:
         return self._finished
 
     def open(self) -> None:
+        from dispenser.vision.images import IMAGE_FORMATS, IMAGE_SUFFIXES
+
         if not self._dir.is_dir():
             raise FrameSourceError(f"camera: image directory not found: {self._dir}")
-        self._paths = sorted(p for p in self._dir.iterdir()
-                             if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.close()
+        candidates = sorted(p for p in self._dir.iterdir()
+                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self._paths = [p for p in candidates if _readable_header(p)]
         if not self._paths:
-            raise FrameSourceError(f"camera: no images ({', '.join(IMAGE_SUFFIXES)}) "
-                                   f"in {self._dir}")
-        self._t0, self._last_t, self._cached, self._finished = None, None, None, False
+            files = f"{len(candidates)} file" + ("s" if len(candidates) > 1 else "")
+            found = (f"{files}, none a readable {IMAGE_FORMATS} image"
+                     if candidates else f"no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise FrameSourceError(f"camera: {found} in {self._dir}")
+        self._t0, self._last_t, self._finished = None, None, False
 
     def read(self) -> np.ndarray | None:
         if self._finished or not self._paths:
@@ -238,23 +260,70 @@ class ImageDirSource:
         if self._last_t is not None and now - self._last_t < self._frame_dt:
             return None
         k = int((now - self._t0) / self._period)
+        while k < len(self._paths) and k != self._shown and not self._load(k):
+            del self._paths[k]          # skipped: the next image takes its turn
         if k >= len(self._paths):
             self._finished = True
             return None
         self._last_t = now
-        if self._cached is None or self._cached[0] != k:
-            self._cached = (k, _load_image(self._paths[k]))
-        return self._cached[1].copy()
+        assert self._image is not None and self._frame is not None
+        np.copyto(self._frame, self._image)
+        return self._frame
+
+    def _load(self, k: int) -> bool:
+        """Decode image k into the locked buffers; False (one warning) if it cannot be."""
+        from dispenser.vision.images import load_image_bgr
+
+        path = self._paths[k]
+        try:
+            decoded = load_image_bgr(path)
+        except DispenserError as exc:
+            _skip_warning(path, str(exc))
+            return False
+        try:
+            self._image = _refill(self._image, decoded)
+        finally:
+            zeroise(decoded)
+        self._frame = _refill(self._frame, self._image)
+        self._shown = k
+        return True
 
     def close(self) -> None:
-        self._cached = None
+        for buffer in (self._image, self._frame):
+            if buffer is not None:
+                zeroise(buffer)
+                unlock_pages(buffer)
+        self._image = self._frame = None
+        self._shown = -1
 
 
-def _load_image(path: Path) -> np.ndarray:
-    image = _cv2().imread(str(path), 1)  # 1 = IMREAD_COLOR (BGR)
-    if image is None:
-        raise FrameSourceError(f"camera: cannot read image {path} (not an image file?)")
-    return _as_bgr(image)
+def _readable_header(path: Path) -> bool:
+    """True if `path` starts like an image the loader will decode (one warning if not)."""
+    from dispenser.vision.images import check_image_header
+
+    try:
+        check_image_header(path)
+    except DispenserError as exc:
+        _skip_warning(path, str(exc))
+        return False
+    return True
+
+
+def _skip_warning(path: Path, error: str) -> None:
+    event(_log, "image_skipped", logging.WARNING, file=repr(str(path)), error=repr(error))
+
+
+def _refill(buffer: np.ndarray | None, content: np.ndarray) -> np.ndarray:
+    """`content` copied into `buffer`, or into a new swap-locked buffer (the old one zeroised
+    and unlocked) when the shape differs."""
+    if buffer is None or buffer.shape != content.shape:
+        if buffer is not None:
+            zeroise(buffer)
+            unlock_pages(buffer)
+        buffer = np.empty_like(content)
+        lock_pages(buffer)
+    np.copyto(buffer, content)
+    return buffer
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

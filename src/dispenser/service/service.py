@@ -325,6 +325,9 @@ class DispenserService:
             return None
         self.counters.frames += 1
         self._frame_watchdog.beat(now)
+        # Only a delivered frame proves the camera works again: a camera that opens and
+        # then fails keeps backing off instead of being retried every second.
+        self._camera_backoff = CAMERA_BACKOFF_S[0]
         return frame
 
     def _open_camera(self, now: float) -> bool:
@@ -336,25 +339,30 @@ class DispenserService:
             event(_log, "camera_unavailable", logging.WARNING, error=repr(str(exc)),
                   retry_in_s=self._camera_backoff)
             self._faults["camera"] = _PERSISTENT
-            self._camera_retry_at = now + self._camera_backoff
-            self._camera_backoff = min(2 * self._camera_backoff, CAMERA_BACKOFF_S[1])
+            self._retry_camera_later(now)
             return False
         if "camera" in self._faults:
             self.counters.camera_reopens += 1
             event(_log, "camera_back", source=repr(self._frames.name))
         self._faults.pop("camera", None)
         self._camera_open = True
-        self._camera_backoff = CAMERA_BACKOFF_S[0]
         self._frame_watchdog.beat(now)
         self._motion.reset()
         return True
 
     def _camera_lost(self, now: float, reason: str) -> None:
-        event(_log, "camera_lost", logging.WARNING, error=repr(reason))
+        event(_log, "camera_lost", logging.WARNING, error=repr(reason),
+              retry_in_s=self._camera_backoff)
         self._frames.close()
         self._camera_open = False
         self._faults["camera"] = _PERSISTENT
+        self._retry_camera_later(now)
+
+    def _retry_camera_later(self, now: float) -> None:
+        """Next re-open after the current back-off, which doubles up to its ceiling (1, 2,
+        4 ... 30 s) until a frame is delivered."""
         self._camera_retry_at = now + self._camera_backoff
+        self._camera_backoff = min(2 * self._camera_backoff, CAMERA_BACKOFF_S[1])
 
     # --------------------------------------------------------------------- vision
 
