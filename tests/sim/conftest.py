@@ -6,7 +6,7 @@ import pytest
 
 from dispenser.config import Settings
 from dispenser.sim.crowd import CrowdReport, study
-from dispenser.sim.identities import PROVISIONAL_DLIB
+from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.scenario import Scenario, Sweep
 
 

@@ -17,12 +17,14 @@ from dispenser.sim.crowd import (
     run_crowd,
     study,
 )
-from dispenser.sim.identities import IdentityModel, Population, SimilarityStats
+from dispenser.sim.identities import IdentityModel, Population
 from dispenser.sim.report import to_json
 from dispenser.sim.scenario import Scenario, ScenarioError, Sweep
+from dispenser.sim.similarity import gaussian_table
 
 # An embedder that never confuses anyone, so the scoring itself is what is tested.
-_CRISP = SimilarityStats(0.995, 0.002, 0.30, 0.05, source="crisp test embedder")
+_CRISP = gaussian_table(0.995, 0.002, 0.30, 0.05, source="crisp test embedder",
+                        status="provisional")
 
 
 def _crowd(visits: list[tuple[float, int]], button: set[int] | None = None) -> Crowd:
@@ -105,7 +107,7 @@ def test_generated_crowd_has_every_kind_of_visit(short_scenario: Scenario) -> No
 
 def test_same_seed_gives_byte_identical_json_and_another_seed_does_not(
         short_scenario: Scenario, short_study: CrowdReport) -> None:
-    again = study(short_scenario, Settings(), short_study.stats, seed=3)
+    again = study(short_scenario, Settings(), short_study.table, seed=3)
     assert to_json(again) == to_json(short_study)
     other = generate_crowd(short_scenario, short_study.model, seed=4)
     assert not np.array_equal(other.arrival_s[:5], short_study.crowd.arrival_s[:5])

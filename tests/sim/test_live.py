@@ -12,7 +12,8 @@ import pytest
 from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings, Settings, StoreSettings
 from dispenser.service import Message
-from dispenser.sim.identities import PROVISIONAL_DLIB, IdentityModel
+from dispenser.sim.identities import IdentityModel
+from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.live import MAX_SPEED, Pacer, run_scripted
 from dispenser.sim.preview import HeadlessPreview, annotate, open_preview
 from dispenser.sim.scripted import (

@@ -84,9 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"random seed of the synthetic people (default {DEFAULT_SEED}); "
                              "the same seed gives the same crowd report byte for byte")
     parser.add_argument("--similarity", metavar="FILE", type=Path, default=None,
-                        help="calibrate the synthetic people on your own measured genuine/"
-                             "impostor similarity: a TOML file with a [similarity] table "
-                             "(docs/simulator.md; default: the embedder's model card)")
+                        help="fit the synthetic people to your own measured similarity "
+                             "quantiles: a file written by dispenser calibrate --faces DIR "
+                             "--write-similarity FILE (docs/simulator.md; default: the "
+                             "worst group of the embedder's model card)")
+    parser.add_argument("--similarity-group", metavar="GROUP", default=None,
+                        help="which [similarity.GROUP] table to use (default: "
+                             "[calibration] worst_group)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document instead of the timeline / summary")
     parser.add_argument("--report", metavar="DIR", type=Path, default=None,
@@ -115,13 +119,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _crowd(args: argparse.Namespace, settings: Settings) -> int:
     from dispenser.sim import report
     from dispenser.sim.crowd import study
-    from dispenser.sim.identities import embedder_stats
     from dispenser.sim.scenario import load_scenario
+    from dispenser.sim.similarity import simulator_table
     from dispenser.sim.timeline import ProgressBar
 
     scenario = load_scenario(args.scenario)
+    table = simulator_table(args.similarity, args.similarity_group)
     bar = ProgressBar(1.0, label=f"{scenario.name} ")
-    result = study(scenario, settings, embedder_stats(args.similarity), args.seed,
+    result = study(scenario, settings, table, args.seed,
                    progress=lambda done, total: bar.update(done / total,
                                                            f"run {done}/{total}"))
     bar.clear()
@@ -185,9 +190,10 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     scripted = args.camera is None and args.video is None and args.images is None
     stages = _STAGES_FRAMES
     if scripted:
-        from dispenser.sim.identities import embedder_stats
+        from dispenser.sim.similarity import simulator_table
 
-        calibration = f"identity model calibration: {embedder_stats(args.similarity).source}"
+        table = simulator_table(args.similarity, args.similarity_group)
+        calibration = f"synthetic identities fitted to {table.describe()}"
         stages = {**_STAGES_SCRIPTED,
                   "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
     preview, preview_note = _preview(args)
@@ -272,13 +278,14 @@ def _print_summary(result: LiveResult) -> None:
 
 def _run_story(args: argparse.Namespace, settings: Settings, emit: Emit, progress: Progress,
                preview: Preview | None, stop: threading.Event) -> LiveResult:
-    from dispenser.sim.identities import IdentityModel, embedder_stats
+    from dispenser.sim.identities import IdentityModel
     from dispenser.sim.live import run_scripted
     from dispenser.sim.scripted import SyntheticVision, default_script, script_end
+    from dispenser.sim.similarity import simulator_table
 
     script = default_script(settings)
-    vision = SyntheticVision(script, IdentityModel.fit(embedder_stats(args.similarity)),
-                             args.seed)
+    table = simulator_table(args.similarity, args.similarity_group)
+    vision = SyntheticVision(script, IdentityModel.fit(table), args.seed)
     return run_scripted(settings, script, vision, script_end(script, settings),
                         speed=args.speed, emit=emit, progress=progress, preview=preview,
                         stop=stop)

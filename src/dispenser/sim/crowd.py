@@ -7,15 +7,18 @@ service: one machine serving one visitor at a time (a FIFO queue that people lea
 the wait exceeds their patience), a visit lasting hold-still + ribbon feed + result
 message, the decision taken at the end of the hold-still, commit when the ribbon is out,
 rollback when the roll is empty, and the paper roll as a counter. Templates come from
-`dispenser.sim.identities` (synthetic, calibrated on the embedder's genuine/impostor
-similarity).
+`dispenser.sim.identities` (synthetic, fitted to a measured similarity table, tail
+included).
 
 Because the simulator knows who every visitor really is, it can score each decision:
 
 - served:          dispensed, and the person had not been served within the deny window;
 - repeat blocked:  denied, and the person *had* been served within the deny window;
 - false denial:    denied, but the person had not been served within the deny window:
-                   someone else's template matched them;
+                   someone else's template matched them (a stranger wrongly refused).
+                   Beside the count, each run adds up what the similarity table predicts
+                   for the same decisions, 1 - (1 - f)^N at the live count N each one
+                   met, so the two can be compared;
 - false admit:     dispensed to a person served within the deny window (their own template
                    was not recognised, or was evicted from a full store).
 
@@ -39,10 +42,11 @@ from dispenser.service.button import ButtonGate
 from dispenser.sim.identities import (
     IdentityModel,
     Population,
-    SimilarityStats,
+    SampledSimilarities,
     sample_similarities,
 )
 from dispenser.sim.scenario import Scenario, ScenarioError
+from dispenser.sim.similarity import SimilarityTable
 from dispenser.store import TemplateStore
 from dispenser.store.rule import threshold_for
 
@@ -142,6 +146,7 @@ class RunResult:
     served: int = 0
     repeat_blocked: int = 0
     false_denials: int = 0
+    expected_false_denials: float = 0.0  # from the table's pairwise rate, same decisions
     false_admits: int = 0
     staff_served: int = 0
     staff_denied: int = 0
@@ -186,6 +191,7 @@ class _Machine:
                  clock: VirtualClock) -> None:
         store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
+        self.threshold = run.threshold
         self.store = TemplateStore(store_settings, threshold=run.threshold, clock=clock,
                                    start_sweeper=False, zeroise_on_signals=False)
         self.button = ButtonGate(settings.dispense.button_min_interval_s)
@@ -202,8 +208,9 @@ class _Machine:
 
 
 def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
-              run: RunSettings) -> RunResult:
-    """Replay `crowd` through a fresh store with `run`'s settings; score every decision."""
+              run: RunSettings, table: SimilarityTable | None = None) -> RunResult:
+    """Replay `crowd` through a fresh store with `run`'s settings; score every decision
+    (and, given the `table` the crowd was drawn from, what it predicts for them)."""
     clock = VirtualClock(start=0.0)
     machine = _Machine(settings, run, scenario, clock)
     result = RunResult(threshold=run.threshold, deny_window_s=run.deny_window_s,
@@ -241,7 +248,7 @@ def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
                 decide_at = start + hold_s
                 clock.set(decide_at)
                 busy_s = _face_visit(machine, result, crowd, i, last_served, ribbon_s,
-                                     run.deny_window_s)
+                                     run.deny_window_s, table)
                 machine_free_at = decide_at + busy_s + message_s
             result.paper_timeline.append((arrival, result.paper_mm, free_used))
         # Keep sampling after the last arrival until retention has emptied the store.
@@ -294,7 +301,8 @@ def _button_visit(machine: _Machine, result: RunResult, button_s: float) -> floa
 
 
 def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
-                last_served: dict[int, float], ribbon_s: float, deny_window_s: float) -> float:
+                last_served: dict[int, float], ribbon_s: float, deny_window_s: float,
+                table: SimilarityTable | None) -> float:
     """Hold-still is over (clock = decision time): decide, feed, commit or roll back.
     Returns how long the decision and the ribbon keep the machine busy after it."""
     now = machine.clock.now()
@@ -306,6 +314,11 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     staff = crowd.kind[i] == Kind.STAFF
     served_at = last_served.get(person)
     should_deny = served_at is not None and now - served_at < deny_window_s
+    if table is not None and not should_deny and not staff:
+        live = machine.store.counters().occupancy
+        if live:
+            result.expected_false_denials += table.per_visit_wrongful_refusal(
+                machine.threshold, live)
     decision = machine.store.decide(crowd.templates[i].copy())
     occupancy = machine.store.counters().occupancy
     result.peak_occupancy = max(result.peak_occupancy, occupancy)
@@ -358,19 +371,18 @@ class CrowdReport:
     scenario: Scenario
     seed: int
     settings: Settings
-    stats: SimilarityStats
+    table: SimilarityTable
     model: IdentityModel
     crowd: Crowd
     runs: list[RunResult]
     configured: RunResult
-    genuine: np.ndarray       # sampled synthetic similarities, for the histogram
-    impostor: np.ndarray
+    sampled: SampledSimilarities  # synthetic similarities, for the histogram and checks
 
 
 SIMILARITY_SAMPLE_PAIRS = 5000
 
 
-def study(scenario: Scenario, settings: Settings, stats: SimilarityStats, seed: int,
+def study(scenario: Scenario, settings: Settings, table: SimilarityTable, seed: int,
           progress: Callable[[int, int], None] | None = None) -> CrowdReport:
     """Generate the scenario's crowd once, replay it for the configured settings and every
     sweep point; `progress(done, total)` is called after each run."""
@@ -380,19 +392,18 @@ def study(scenario: Scenario, settings: Settings, stats: SimilarityStats, seed: 
         raise ScenarioError(f"sweep: deny window {too_long[0]:g} s exceeds the configured "
                             f"store.retention_s = {retention:g} (a deny window never "
                             "outlasts retention)")
-    model = IdentityModel.fit(stats)
+    model = IdentityModel.fit(table)
     crowd = generate_crowd(scenario, model, seed)
     configured_point = RunSettings(threshold_for(1, settings), settings.store.deny_window_s)
     points = sweep_points(scenario)
     todo = points if configured_point in points else [*points, configured_point]
     results: dict[RunSettings, RunResult] = {}
     for done, point in enumerate(todo, start=1):
-        results[point] = run_crowd(crowd, scenario, settings, point)
+        results[point] = run_crowd(crowd, scenario, settings, point, table)
         if progress is not None:
             progress(done, len(todo))
-    genuine, impostor = sample_similarities(
+    sampled = sample_similarities(
         Population(model, seed), SIMILARITY_SAMPLE_PAIRS, np.random.default_rng([seed, 0x51]))
-    return CrowdReport(scenario=scenario, seed=seed, settings=settings, stats=stats,
+    return CrowdReport(scenario=scenario, seed=seed, settings=settings, table=table,
                        model=model, crowd=crowd, runs=[results[p] for p in points],
-                       configured=results[configured_point], genuine=genuine,
-                       impostor=impostor)
+                       configured=results[configured_point], sampled=sampled)

@@ -1,247 +1,351 @@
-"""Synthetic identity templates whose similarities behave like the real embedder's.
+"""Synthetic identity templates whose similarities follow a measured distribution, tail
+included.
 
 No face images ship with the project, yet the simulator needs templates for thousands of
-simulated visitors. This module draws them from a small, documented generative model
-(docs/simulator.md) fitted to four numbers that describe the real embedder: the mean and
-spread of the cosine similarity between two templates of the *same* person (genuine) and
-of *different* people (impostor).
+simulated visitors, and the store compares real vectors. This module draws them from a
+documented generative model (docs/simulator.md) fitted to a measured similarity table
+(`dispenser.sim.similarity`): the quantiles of the cosine between two templates of
+different people (impostor), of the same person (genuine) and, when measured, of the same
+person within one session (the repeat-take case).
 
-The model, in the 128-d template space:
+Why a tail model. A stranger facing N live templates is refused when any one of N
+comparisons reaches the threshold, so what decides wrongful refusals is the impostor
+distribution's upper tail (1e-3 to 1e-5 of pairs), not its mean and spread. The model
+gives that tail its own parameters.
 
-- a fixed population mean direction `m` (unit vector). Real face embeddings of different
-  people are far from orthogonal (dlib's raw vectors of unrelated faces have cosine around
-  0.8); random unit vectors would give cosine ~ N(0, 1/128) and make every crowd look
-  perfectly separable. `m` carries the shared part.
-- each person has an identity `u = (a m + w) / sqrt(1 + a^2)`, where `w` is a unit vector
-  orthogonal to `m` drawn from an anisotropic Gaussian whose variances decay as a power
-  law. `a^2 = rho / (1 - rho)` makes the identity-level impostor cosine exactly `rho` on
-  average; the decay sets the *effective dimension* (participation ratio) `d_eff` of the
-  between-person spread, and so the impostor spread: std ~ (1 - rho) / sqrt(d_eff).
-- each visit's template is `normalise(u + s g)`, with `g` a random unit vector (fresh per
-  visit) and `s = sigma * exp(tau_person z_person + tau_visit z_visit)` the visit's noise
-  scale: log-normal, partly a property of the person (some faces are harder to recognise
-  than others) and partly of the visit (pose, light, expression). Two visits' cosine is
-  about `1 / sqrt((1 + s1^2)(1 + s2^2))`; the spread of `s` gives the genuine distribution
-  its long lower tail (the repeat-takers the machine fails to recognise).
+The model. A template lives in `dim` dimensions split into orthogonal blocks (a fixed
+random rotation then mixes them, as real embeddings are not axis-aligned):
 
-The parameters are fitted in closed form from the four target statistics (`fit`); the
-tests sample the model and check the fitted statistics are met. The targets come from the
-model card of the real embedder when it records measured statistics (`[similarity]` in
-models/dlib_face_recognition_resnet_model_v1.toml); otherwise from `PROVISIONAL_DLIB`,
-derived from dlib's published behaviour and clearly reported as provisional.
+- the population mean direction `m` (1 dimension): different people's embeddings are not
+  orthogonal; `a2` of each identity's squared norm lies along `m`;
+- look-alike levels: a tree of look-alike groups, branching `BRANCHING` (5, then 10 at
+  each level), so two random people share the level-k group with probability
+  `2 * (1 - LEVEL_P[k])` (0.2, 0.02, 0.002, 2e-4, 2e-5). Each level has its own block
+  holding one random unit "centre" per group; a person's identity has share `w_k` on the
+  centre of each of their groups, so two people sharing k levels are `W_k = w_1 + ... +
+  w_k` closer than strangers. This is what puts a measured share of pairs far above the
+  average: the tail at probabilities 0.9, 0.99, 0.999, 0.9999 and 0.99999 each gets the
+  level that covers it;
+- the person's own part (share `1 - W_5`): a random unit vector in its own block, with a
+  power-law spectrum of effective dimension `own_dims`, which sets the spread of the bulk;
+- visit noise in two more blocks: template = (u + s g) / sqrt(1 + s^2), `g` a unit vector
+  with share `session_share` on a direction fixed for the person's session (same day,
+  light, camera) and the rest on a fresh direction per visit; `s = sigma * exp(tau_person
+  z_person + tau_visit z_visit)` (log-normal: some faces and some visits are harder).
+
+Because the blocks are orthogonal, every similarity is an exact scalar expression: two
+templates of people sharing k levels have cosine
+
+    h1 h2 (a2 + (1 - a2)(W_k + sum_{l>k} w_l x_l + r x_own) + s1 s2 (psi x_s + (1-psi) x_v))
+
+with h = 1/sqrt(1 + s^2) and each x the cosine of two independent random unit vectors in a
+block. `IdentityModel.fit` fits the noise to the genuine quantiles (Monte Carlo with
+common random numbers, exact), then the identity structure to the impostor quantiles (each
+look-alike level conditionally Gaussian given the noise scales, so a 1e-5 tail costs no
+more than the median). The tests sample real `dim`-dimensional templates and compare
+their distributions with the table: KS distance and tail quantiles.
+
+What the quantiles cannot say (and the model therefore assumes): how the tail is shared
+among people. Here every pair's closeness comes from the groups the two share, so one
+person is no closer to everyone than another, and a stranger's comparisons with N
+different people are nearly independent, the assumption `1 - (1 - f)^N` makes too.
 
 Nothing here touches a real face: the templates are synthetic by construction.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from dispenser.errors import DispenserError
+from dispenser.sim.similarity import Quantiles, SimilarityTable
 
 TEMPLATE_DIM = 128
-MODEL_CARD = "dlib_face_recognition_resnet_model_v1.toml"
+MIN_DIM = 32
+# Look-alike tree: branching per level, and the table probability each level reproduces
+# (two people share level k with probability 2 * (1 - LEVEL_P[k])).
+BRANCHING = (5, 10, 10, 10, 10)
+LEVEL_P = (0.9, 0.99, 0.999, 0.9999, 0.99999)
+# Probabilities of the impostor table the bulk parameters are fitted to.
+BULK_P = (0.25, 0.5, 0.75)
+_SHARE_MAX = 0.97
 
 
 @dataclass(frozen=True)
-class SimilarityStats:
-    """Cosine similarity between L2-normalised templates: genuine vs impostor pairs."""
+class Layout:
+    """Block sizes of a `dim`-dimensional identity (see the module docstring)."""
 
-    genuine_mean: float
-    genuine_std: float
-    impostor_mean: float
-    impostor_std: float
-    source: str
+    dim: int
+    level: int    # dimensions of each look-alike level's block
+    own: int      # the person's own block (the rest after `m` and the levels)
 
-    def __post_init__(self) -> None:
-        if not (-1.0 < self.impostor_mean < self.genuine_mean < 1.0):
-            raise DispenserError(
-                f"similarity stats ({self.source}): need -1 < impostor_mean < genuine_mean < 1, "
-                f"got impostor_mean={self.impostor_mean}, genuine_mean={self.genuine_mean}")
-        if self.genuine_std <= 0 or self.impostor_std <= 0:
-            raise DispenserError(
-                f"similarity stats ({self.source}): standard deviations must be > 0")
+    @classmethod
+    def of(cls, dim: int) -> Layout:
+        if dim < MIN_DIM:
+            raise ValueError(f"template dimension must be at least {MIN_DIM}, not {dim}")
+        level = dim // 16
+        return cls(dim, level, dim - 1 - len(BRANCHING) * level)
 
-
-# Provisional targets until the embedder's measured statistics are recorded in its model
-# card. dlib reports 99.38% on LFW at Euclidean distance 0.6 between raw descriptors, whose
-# norms are about 1.3-1.5 (tests/data/dlib_resnet_golden.npz). With |x| ~ 1.37, a raw
-# distance d maps to cosine 1 - d^2 / (2 |x|^2): genuine LFW pairs (d mostly 0.3-0.5) give
-# cosine ~0.96, unrelated faces (d ~0.85 +- 0.075) give ~0.80 +- 0.035; the threshold 0.6
-# maps to ~0.904, where these spreads give an average error of ~0.7%, close to LFW's 0.62%.
-# LFW pairs are photos taken years apart; two scans of one person minutes apart at the same
-# machine are more alike, so these numbers are pessimistic about recognising repeat-takers.
-PROVISIONAL_DLIB = SimilarityStats(
-    genuine_mean=0.96, genuine_std=0.025, impostor_mean=0.80, impostor_std=0.035,
-    source="provisional: derived from dlib's published LFW behaviour, not measured here")
-
-
-def load_model_card_stats() -> SimilarityStats | None:
-    """The measured statistics from the embedder's model card, or None if not recorded."""
-    try:
-        text = resources.files("dispenser.models").joinpath(MODEL_CARD).read_text("utf-8")
-    except (FileNotFoundError, ModuleNotFoundError, OSError):
-        return None
-    try:
-        card = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DispenserError(f"model card {MODEL_CARD} is not valid TOML: {exc}") from None
-    return stats_from_card(card)
-
-
-def stats_from_card(card: dict[str, Any]) -> SimilarityStats | None:
-    """Read the `[similarity]` table a model card records (None if absent or incomplete):
-
-        [similarity]
-        genuine_mean = 0.97      # cosine of two templates of the same person
-        genuine_std = 0.02
-        impostor_mean = 0.78     # cosine of templates of different people
-        impostor_std = 0.04
-        pairs = "what the pairs were (dataset, count)"
-    """
-    table = card.get("similarity")
-    if not isinstance(table, dict):
-        return None
-    keys = ("genuine_mean", "genuine_std", "impostor_mean", "impostor_std")
-    if not all(isinstance(table.get(k), int | float) for k in keys):
-        return None
-    g_mean, g_std, i_mean, i_std = (float(table[k]) for k in keys)
-    pairs = table.get("pairs", "")
-    return SimilarityStats(g_mean, g_std, i_mean, i_std,
-                           source=f"measured: {MODEL_CARD} [similarity] {pairs}".strip())
-
-
-def embedder_stats(path: Path | None = None) -> SimilarityStats:
-    """The statistics to calibrate on: a `[similarity]` table from `path` (an operator's own
-    measurements) if given, else the model card's measured ones, else the provisional dlib
-    ones."""
-    if path is not None:
-        return load_stats_file(path)
-    return load_model_card_stats() or PROVISIONAL_DLIB
-
-
-def load_stats_file(path: Path) -> SimilarityStats:
-    """A TOML file with a complete `[similarity]` table (as in a model card)."""
-    try:
-        card = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DispenserError(f"similarity: file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise DispenserError(f"similarity: cannot read {path}: {reason}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DispenserError(f"similarity: {path} is not valid TOML: {exc}") from None
-    stats = stats_from_card(card)
-    if stats is None:
-        raise DispenserError(f"similarity: {path} needs a [similarity] table with numbers "
-                             "genuine_mean, genuine_std, impostor_mean, impostor_std")
-    return dataclasses.replace(stats, source=f"measured: {path}" + (
-        f" ({card['similarity']['pairs']})" if card["similarity"].get("pairs") else ""))
+    def slices(self) -> tuple[list[slice], slice]:
+        """(level blocks, own block) coordinate ranges; coordinate 0 is `m`."""
+        start = 1
+        levels = []
+        for _ in BRANCHING:
+            levels.append(slice(start, start + self.level))
+            start += self.level
+        return levels, slice(start, start + self.own)
 
 
 @dataclass(frozen=True)
 class IdentityModel:
     """Parameters of the generative model (see the module docstring)."""
 
-    rho: float          # mean cosine between identities of different people
-    d_eff: float        # effective dimension of the between-person spread
-    sigma: float        # median visit-to-visit noise (relative to the identity's unit norm)
-    tau_person: float   # log-normal spread of the noise across people (hard-to-match faces)
-    tau_visit: float    # log-normal spread of the noise across one person's visits
+    mean_share: float                # a2: share of an identity along the population mean
+    lookalike: tuple[float, ...]     # W_k: extra closeness of people sharing k levels
+    own_dims: float                  # effective dimension of the person's own part
+    sigma: float                     # median visit noise (relative to the identity's norm)
+    tau_person: float                # log-normal spread of the noise across people
+    tau_visit: float                 # ... and across one person's visits
+    session_share: float             # psi: share of the noise fixed for a session
     dim: int = TEMPLATE_DIM
 
-    @classmethod
-    def fit(cls, stats: SimilarityStats, dim: int = TEMPLATE_DIM) -> IdentityModel:
-        """Moment matching on the model's scalar structure (deterministic; checked by
-        sampling full 128-d templates in the tests).
+    @property
+    def layout(self) -> Layout:
+        return Layout.of(self.dim)
 
-        With noise scales s1, s2 of two visits and nearly orthogonal noise directions,
-        cos(t1, t2) ~ c / sqrt((1 + s1^2)(1 + s2^2)) where c is the identities' cosine (1 for
-        a genuine pair, rho + (1 - rho) x with x ~ N(0, 1/d_eff) for an impostor pair) plus
-        noise cross terms (`_leak`; s1^2 s2^2/dim for a genuine pair). The log-spread of s
-        is split evenly between person and visit.
-        """
-        draws = _FitDraws.make()
-
-        def genuine(sigma: float, tau: float) -> tuple[float, float]:
-            s1, s2, _ = draws.scales(sigma, tau)
-            shrink = 1.0 / np.sqrt((1 + s1**2) * (1 + s2**2))
-            mean = float(shrink.mean())
-            var = float((shrink**2 * (1 + s1**2 * s2**2 / dim)).mean()) - mean**2
-            return mean, math.sqrt(max(var, 0.0))
-
-        def sigma_for_mean(tau: float) -> float:
-            lo, hi = 0.0, 10.0  # genuine mean falls as sigma grows
-            for _ in range(40):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if genuine(mid, tau)[0] > stats.genuine_mean else (lo, mid)
-            return 0.5 * (lo + hi)
-
-        tau_lo, tau_hi = 0.0, 3.0  # at a fixed mean, the genuine spread grows with tau
-        if genuine(sigma_for_mean(0.0), 0.0)[1] >= stats.genuine_std:
-            tau_hi = 0.0
-        for _ in range(30):
-            mid = 0.5 * (tau_lo + tau_hi)
-            below = genuine(sigma_for_mean(mid), mid)[1] < stats.genuine_std
-            tau_lo, tau_hi = (mid, tau_hi) if below else (tau_lo, mid)
-        tau = 0.5 * (tau_lo + tau_hi)
-        sigma = sigma_for_mean(tau)
-
-        s1, _, s3 = draws.scales(sigma, tau)
-        shrink2 = 1.0 / ((1 + s1**2) * (1 + s3**2))
-        e_shrink = float(np.sqrt(shrink2).mean())
-        rho = min(stats.impostor_mean / e_shrink, 0.999)
-        cross = float((shrink2 * (_leak(s1, rho) + _leak(s3, rho) + s1**2 * s3**2)).mean()) / dim
-        e_shrink2 = float(shrink2.mean())
-        target = (stats.impostor_std**2 + (rho * e_shrink) ** 2 - cross) / e_shrink2 - rho**2
-        d_eff = (1.0 - rho) ** 2 / target if target > 0 else float(dim - 1)
-        d_eff = min(max(d_eff, 1.0), float(dim - 1))
-        half = tau / math.sqrt(2.0)
-        return cls(rho=rho, d_eff=d_eff, sigma=sigma, tau_person=half, tau_visit=half,
-                   dim=dim)
-
-
-def _leak(s: np.ndarray, rho: float) -> np.ndarray:
-    """Variance (times dim) that one template's noise adds to an impostor cosine.
-
-    The noise g moves the numerator by s (u_other . g) and the norm by s (u_own . g); as the
-    two identities share the population direction these largely cancel, leaving
-    s^2 |u_other - rho/(1+s^2) u_own|^2 = s^2 (1 - 2 rho^2/(1+s^2) + rho^2/(1+s^2)^2).
-    """
-    r = rho / (1.0 + s**2)
-    return s**2 * (1.0 - 2.0 * rho * r + r**2)
-
-
-@dataclass(frozen=True)
-class _FitDraws:
-    """Fixed standard-normal draws (common random numbers) so `fit` is deterministic and
-    its bisections see a smooth, monotone function."""
-
-    person: np.ndarray
-    other_person: np.ndarray
-    visits: np.ndarray
+    @property
+    def level_shares(self) -> tuple[float, ...]:
+        """w_k = W_k - W_(k-1): each level's share of the non-mean part."""
+        w = np.diff(np.concatenate([[0.0], self.lookalike]))
+        return tuple(float(x) for x in w)
 
     @classmethod
-    def make(cls, n: int = 8_000) -> _FitDraws:
+    def fit(cls, table: SimilarityTable, dim: int = TEMPLATE_DIM) -> IdentityModel:
+        """The model whose sampled similarities reproduce `table` (deterministic; cached,
+        as a study, its story and its report fit the same table)."""
+        return _fitted(table.impostor, table.genuine, table.genuine_same_session, dim)
+
+
+# ----------------------------------------------------------------------------- fitting
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    return out
+
+
+class _GenuineDraws:
+    """Common random numbers for the genuine fit: the dot products between an identity
+    u and the noise directions of three visits (two in one session, one in another), from
+    real `dim`-dimensional unit vectors, so every (sigma, tau, psi) gives the model's
+    exact genuine cosines and the bisections see smooth functions."""
+
+    def __init__(self, dim: int, n: int = 6000) -> None:
         rng = np.random.default_rng(0xF17)
-        return cls(rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal((3, n)))
+        # u = e_0; session directions s1, s2; visit directions v1, v2, v3.
+        s1, s2, v1, v2, v3 = (_unit_rows(rng.standard_normal((n, dim))) for _ in range(5))
+        self.dots = {name: np.einsum("ij,ij->i", x, y) for name, x, y in (
+            ("s1v1", s1, v1), ("s1v2", s1, v2), ("s2v3", s2, v3), ("s1s2", s1, s2),
+            ("v1v2", v1, v2), ("v1v3", v1, v3), ("s2v1", s2, v1), ("s1v3", s1, v3))}
+        self.u = {name: x[:, 0] for name, x in (("s1", s1), ("s2", s2), ("v1", v1),
+                                                ("v2", v2), ("v3", v3))}
+        self.person = rng.standard_normal(n)
+        self.visits = rng.standard_normal((2, n))
 
-    def scales(self, sigma: float, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Noise scales of two visits of one person and one visit of another."""
+    def scores(self, sigma: float, tau: float, psi: float, same_session: bool) -> np.ndarray:
+        """Genuine cosines: visit 1 against visit 2 (same session) or visit 3 (another)."""
+        d, u = self.dots, self.u
+        a, b = math.sqrt(psi), math.sqrt(1.0 - psi)
+        other_s, other_v = ("s1", "v2") if same_session else ("s2", "v3")
+        n1 = np.sqrt(1.0 + 2 * a * b * d["s1v1"])
+        n2 = np.sqrt(1.0 + 2 * a * b * d[f"{other_s}{other_v}"])
+        u1 = (a * u["s1"] + b * u["v1"]) / n1
+        u2 = (a * u[other_s] + b * u[other_v]) / n2
+        ss = 1.0 if same_session else d["s1s2"]
+        cross = (psi * ss + a * b * (d[f"s1{other_v}"] + d[f"{other_s}v1"])
+                 + (1 - psi) * d[f"v1{other_v}"]) / (n1 * n2)
         half = tau / math.sqrt(2.0)
-        s1 = sigma * np.exp(half * (self.person + self.visits[0]))
-        s2 = sigma * np.exp(half * (self.person + self.visits[1]))
-        s3 = sigma * np.exp(half * (self.other_person + self.visits[2]))
-        return s1, s2, s3
+        x1 = sigma * np.exp(half * (self.person + self.visits[0]))
+        x2 = sigma * np.exp(half * (self.person + self.visits[1]))
+        out: np.ndarray = (1.0 + x1 * u1 + x2 * u2 + x1 * x2 * cross) / np.sqrt(
+            (1 + x1**2 + 2 * x1 * u1) * (1 + x2**2 + 2 * x2 * u2))
+        return out
 
+
+def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
+    """The root of an increasing function `f` on [lo, hi] (clamped to the ends)."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) < 0.0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _fit_noise(genuine: Quantiles, same: Quantiles | None,
+               dim: int) -> tuple[float, float, float]:
+    """(sigma, tau, psi): sigma to the genuine median, tau to its 5th percentile (the
+    repeat-takers the machine fails to recognise), psi to the same-session median;
+    alternated, as psi slightly changes the cross-session spread."""
+    draws = _GenuineDraws(dim)
+    median, low = (float(genuine.quantile(p)) for p in (0.5, 0.05))
+    psi = 0.0
+
+    def sigma_for(tau: float) -> float:  # the genuine median falls as sigma grows
+        return _bisect(lambda x: median - float(np.median(draws.scores(x, tau, psi, False))),
+                       0.0, 20.0, 30)
+
+    def low_at(tau: float) -> float:
+        return float(np.quantile(draws.scores(sigma_for(tau), tau, psi, False), 0.05))
+
+    def psi_for(sigma: float, tau: float, target: float) -> float:
+        return _bisect(lambda x: float(np.median(draws.scores(sigma, tau, x, True)))
+                       - target, 0.0, 1.0, 22)
+
+    sigma = tau = 0.0
+    for _ in range(3 if same is not None else 1):
+        tau = 0.0 if low_at(0.0) <= low else _bisect(lambda t: low - low_at(t), 0.0, 3.0, 22)
+        sigma = sigma_for(tau)
+        if same is not None:
+            psi = psi_for(sigma, tau, float(same.quantile(0.5)))
+    return sigma, tau, psi
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function, fractional error < 1.2e-7 (Numerical Recipes'
+    Chebyshev fit; numpy has none and the fit needs tails down to 1e-6)."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = (-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277)))))))))
+    r = t * np.exp(poly)
+    out: np.ndarray = np.where(x >= 0.0, r, 2.0 - r)
+    return out
+
+
+def _level_probabilities() -> np.ndarray:
+    """P(two random people share exactly k levels), k = 0..len(BRANCHING)."""
+    at_least = np.concatenate([[1.0], 1.0 / np.cumprod(BRANCHING)])
+    return np.append(at_least[:-1] - at_least[1:], at_least[-1])
+
+
+class _ImpostorLaw:
+    """Tail shares of the impostor cosine for given noise parameters: a mixture over the
+    number k of shared look-alike levels of Gaussians conditional on the two visits' noise
+    scales (drawn on a stratified normal grid), with the model's means and variances."""
+
+    def __init__(self, layout: Layout, sigma: float, tau: float, points: int = 24) -> None:
+        from statistics import NormalDist
+
+        grid = np.array([NormalDist().inv_cdf((i + 0.5) / points) for i in range(points)])
+        s1, s2 = (sigma * np.exp(tau * z) for z in np.meshgrid(grid, grid))
+        s1, s2 = s1.ravel(), s2.ravel()
+        self.hh = 1.0 / np.sqrt((1 + s1**2) * (1 + s2**2))
+        dim = float(layout.dim)
+        # Noise against the other identity and against the other noise (isotropic).
+        self.noise_var = (s1**2 + s2**2 + (s1 * s2) ** 2) / dim
+        # How a visit's noise moves its own norm, times the pair's identity cosine^2.
+        self.norm_var = (s1**2 / (1 + s1**2) ** 2 + s2**2 / (1 + s2**2) ** 2) / dim
+        self.layout = layout
+        self.weights = _level_probabilities()
+
+    def moments(self, a2: float, lookalike: np.ndarray,
+                own_dims: float) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, sd), shape (levels + 1, draws)."""
+        w = np.diff(np.concatenate([[0.0], lookalike]))
+        rest = 1.0 - lookalike[-1]
+        closeness = a2 + (1 - a2) * np.concatenate([[0.0], lookalike])
+        unshared = np.array([float(np.sum(w[k:] ** 2)) for k in range(len(w) + 1)])
+        id_var = (1 - a2) ** 2 * (unshared / self.layout.level + rest**2 / own_dims)
+        mean = self.hh[None, :] * closeness[:, None]
+        var = (id_var[:, None] + self.noise_var[None, :]
+               + closeness[:, None] ** 2 * self.norm_var[None, :])
+        return mean, self.hh[None, :] * np.sqrt(var)
+
+    def quantiles(self, probabilities: np.ndarray, a2: float, lookalike: np.ndarray,
+                  own_dims: float, start: np.ndarray) -> np.ndarray:
+        """Cosines at `probabilities`, by Newton steps on log(tail share) from `start`."""
+        mean, sd = self.moments(a2, lookalike, own_dims)
+        log_share = np.log(1.0 - probabilities)
+        c = start.copy()
+        for _ in range(10):
+            z = (c[:, None, None] - mean[None]) / sd[None]
+            share = np.maximum(0.5 * _erfc(z / math.sqrt(2.0)).mean(axis=2) @ self.weights,
+                               1e-300)
+            density = (np.exp(-0.5 * z * z) / sd[None]).mean(axis=2) @ self.weights
+            density = np.maximum(density / math.sqrt(2 * math.pi), 1e-12)
+            step = np.clip(share * (np.log(share) - log_share) / density, -0.1, 0.1)
+            c = c + step
+            if np.max(np.abs(step)) < 1e-6:
+                break
+        return c
+
+
+def _fit_law(target: np.ndarray, law: _ImpostorLaw, layout: Layout,
+             start: tuple[float, np.ndarray, float] | None) -> tuple[float, np.ndarray, float]:
+    """(a2, W, own_dims) whose `law` quantiles at BULK_P + LEVEL_P are `target`, by damped
+    fixed-point iteration: a2 moves the median, own_dims the interquartile spread, W_k the
+    quantile at LEVEL_P[k]; each update divides the error by that parameter's slope."""
+    probabilities = np.array(BULK_P + LEVEL_P)
+    gain = float(law.hh.mean())
+    if start is None:
+        start = (float(np.clip(target[1] / gain, 0.0, _SHARE_MAX)),
+                 np.zeros(len(BRANCHING)), float(layout.own) / 2.0)
+    a2, lookalike, own_dims = start
+    model = target.copy()
+    for _ in range(150):
+        model = law.quantiles(probabilities, a2, lookalike, own_dims, model)
+        error = target - model
+        if np.max(np.abs(error)) < 2e-4:
+            break
+        a2 = float(np.clip(a2 + 0.7 * error[1] / gain, 0.0, _SHARE_MAX))
+        spread = (target[2] - target[0]) / max(model[2] - model[0], 1e-6)
+        own_dims = float(np.clip(own_dims * spread ** -1.2, 1.0, float(layout.own)))
+        lookalike = lookalike + 0.7 * error[len(BULK_P):] / (gain * max(1 - a2, 0.05))
+        lookalike = np.clip(np.maximum.accumulate(np.clip(lookalike, 0.0, None)),
+                            0.0, _SHARE_MAX)
+    return a2, lookalike, own_dims
+
+
+# Fresh people whose all-pairs similarities correct the law's approximation (8 million
+# pairs: about 80 beyond the 1e-5 quantile).
+_CHECK_PEOPLE = 4000
+_CORRECTIONS = 3
+
+
+def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
+         dim: int) -> IdentityModel:
+    """Noise first (genuine), then the identity structure (impostor): fitted on the
+    conditional-Gaussian law, then corrected by sampling real templates of the fitted
+    model (common random numbers) and refitting the law to the targets shifted by the
+    sampled error, as the law's Gaussian tails are slightly heavier than the real ones."""
+    layout = Layout.of(dim)
+    sigma, tau, psi = _fit_noise(genuine, same, dim)
+    law = _ImpostorLaw(layout, sigma, tau)
+    probabilities = np.array(BULK_P + LEVEL_P)
+    target = impostor.quantile(probabilities)
+    aim = target.copy()
+    fitted: tuple[float, np.ndarray, float] | None = None
+    half = tau / math.sqrt(2.0)
+    model = None
+    for _ in range(_CORRECTIONS):
+        fitted = _fit_law(aim, law, layout, fitted)
+        a2, lookalike, own_dims = fitted
+        model = IdentityModel(mean_share=a2, lookalike=tuple(float(x) for x in lookalike),
+                              own_dims=own_dims, sigma=sigma, tau_person=half,
+                              tau_visit=half, session_share=psi, dim=dim)
+        error = target - impostor_quantiles(Population(model, seed=0xC4EC), probabilities,
+                                            _CHECK_PEOPLE, np.random.default_rng(0xC4EC))
+        if np.max(np.abs(error)) < 2e-3:
+            break
+        aim = aim + error
+    assert model is not None
+    return model
+
+
+# -------------------------------------------------------------------------- population
 
 def _power_law_spectrum(n: int, d_eff: float) -> np.ndarray:
     """Variances lambda_k ~ k^-p summing to 1 whose participation ratio is `d_eff`."""
@@ -260,90 +364,197 @@ def _power_law_spectrum(n: int, d_eff: float) -> np.ndarray:
     return normalised
 
 
+@dataclass(frozen=True)
+class People:
+    """Identities of a batch of people in block coordinates (before the rotation)."""
+
+    identity: np.ndarray   # (n, dim), unit rows
+    session: np.ndarray    # (n, dim), unit rows: the noise direction of their session
+    noise: np.ndarray      # (n,) the person's part of the noise scale
+
+    def __len__(self) -> int:
+        return len(self.noise)
+
+
 _BLOCK = 256  # people created per block (see Population._grow)
-
-
-def _normalise_rows(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = x / np.linalg.norm(x, axis=-1, keepdims=True)
-    return out
 
 
 class Population:
     """A seeded population of synthetic people; draws their per-visit templates.
 
-    The population's geometry (mean direction, spread basis) is fixed by `seed`; people are
-    numbered 0, 1, 2, ... and created on first use, in order, so a person's identity depends
-    only on the seed and their number.
+    The population's geometry (rotation, look-alike centres, spectrum) is fixed by `seed`;
+    people are numbered 0, 1, 2, ... and created on first use, in order, so a person's
+    identity depends only on the seed and their number. `fresh_people` draws anonymous
+    extra people from a caller's generator (for sampling statistics) without growing it.
     """
 
     def __init__(self, model: IdentityModel, seed: int) -> None:
         self.model = model
+        layout = model.layout
         rng = np.random.default_rng([seed, 0x1D])
-        basis, _ = np.linalg.qr(rng.standard_normal((model.dim, model.dim)))
-        self._mean_dir = basis[:, 0].copy()
-        # Columns 1.. span the complement of the mean direction; scale by sqrt(variance).
-        spectrum = _power_law_spectrum(model.dim - 1, model.d_eff)
-        self._spread = basis[:, 1:] * np.sqrt(spectrum)[None, :]
-        self._a = math.sqrt(model.rho / (1.0 - model.rho))
+        rotation, _ = np.linalg.qr(rng.standard_normal((layout.dim, layout.dim)))
+        self._rotation_t = rotation.T.copy()
+        self._leaves = int(np.prod(BRANCHING))
+        self._centres = [_unit_rows(rng.standard_normal((int(np.prod(BRANCHING[:k + 1])),
+                                                         layout.level)))
+                         for k in range(len(BRANCHING))]
+        self._own_scale = np.sqrt(_power_law_spectrum(layout.own, model.own_dims))
+        self._levels, self._own = layout.slices()
         self._seed = seed
-        self._identities = np.zeros((0, model.dim))
-        self._noise = np.zeros(0)
+        self._people = People(np.zeros((0, layout.dim)), np.zeros((0, layout.dim)),
+                              np.zeros(0))
 
     def __len__(self) -> int:
-        return len(self._noise)
+        return len(self._people)
+
+    def fresh_people(self, n: int, rng: np.random.Generator) -> People:
+        """n new people drawn from `rng` (not numbered, not kept)."""
+        m, layout = self.model, self.model.layout
+        identity = np.zeros((n, layout.dim))
+        identity[:, 0] = math.sqrt(m.mean_share)
+        body = math.sqrt(1.0 - m.mean_share)
+        leaf = rng.integers(0, self._leaves, n)
+        below = self._leaves
+        for k, (width, share) in enumerate(zip(BRANCHING, m.level_shares, strict=True)):
+            below //= width
+            identity[:, self._levels[k]] = body * math.sqrt(share) * self._centres[k][leaf // below]
+        own = _unit_rows(rng.standard_normal((n, layout.own)) * self._own_scale)
+        identity[:, self._own] = body * math.sqrt(max(1.0 - m.lookalike[-1], 0.0)) * own
+        session = _unit_rows(rng.standard_normal((n, layout.dim)))
+        noise = m.sigma * np.exp(m.tau_person * rng.standard_normal(n))
+        return People(_unit_rows(identity), session, noise)
 
     def _grow(self, n: int) -> None:
         """Create people up to number n-1, in fixed blocks each drawn from its own seeded
         generator, so person k is the same whatever order the callers asked in."""
-        if len(self._noise) >= n:
+        have = len(self._people)
+        if have >= n:
             return
-        ids, noises = [self._identities], [self._noise]
-        for block in range(len(self._noise) // _BLOCK, -(-n // _BLOCK)):
-            rng = np.random.default_rng([self._seed, 0x1E, block])
-            w = _normalise_rows(rng.standard_normal((_BLOCK, self.model.dim - 1)) @ self._spread.T)
-            ids.append((self._a * self._mean_dir[None, :] + w) / math.sqrt(1.0 + self._a**2))
-            noises.append(self.model.sigma * np.exp(self.model.tau_person
-                                                    * rng.standard_normal(_BLOCK)))
-        self._identities = np.concatenate(ids)
-        self._noise = np.concatenate(noises)
+        parts = [self._people]
+        for block in range(have // _BLOCK, -(-n // _BLOCK)):
+            parts.append(self.fresh_people(
+                _BLOCK, np.random.default_rng([self._seed, 0x1E, block])))
+        self._people = People(*(np.concatenate([getattr(p, f) for p in parts])
+                                for f in ("identity", "session", "noise")))
+
+    def visits(self, people: People, rng: np.random.Generator,
+               scale: np.ndarray | None = None, new_session: bool = False) -> np.ndarray:
+        """One template per row of `people` (float32, unit rows): a fresh visit noise
+        direction, in the person's session unless `new_session`; `scale` overrides the
+        drawn noise scales (the typical visit)."""
+        m, layout = self.model, self.model.layout
+        n = len(people)
+        if scale is None:
+            scale = people.noise * np.exp(m.tau_visit * rng.standard_normal(n))
+        session = people.session
+        if new_session:
+            session = _unit_rows(rng.standard_normal((n, layout.dim)))
+        visit = _unit_rows(rng.standard_normal((n, layout.dim)))
+        direction = _unit_rows(math.sqrt(m.session_share) * session
+                               + math.sqrt(1.0 - m.session_share) * visit)
+        raw = people.identity + scale[:, None] * direction
+        return _unit_rows(raw @ self._rotation_t).astype(np.float32)
+
+    def numbered(self, people: np.ndarray) -> People:
+        """The numbered people `people` (created on first use)."""
+        self._grow(int(people.max()) + 1 if len(people) else 0)
+        p = self._people
+        return People(p.identity[people], p.session[people], p.noise[people])
 
     def typical_template(self, person: int, rng: np.random.Generator) -> np.ndarray:
         """A scan of `person` as a *typical* face and visit would give it: the median noise
-        scale (sigma), in a random direction. Two such scans of one person have the median
-        genuine similarity; the scripted demo uses them so its story does not hinge on a
-        lucky draw (crowd runs use `templates`, the full distribution)."""
+        scale (sigma), in a fresh visit direction within the person's session. Two such
+        scans of one person have the median same-session similarity; the scripted demo
+        uses them so its story does not hinge on a lucky draw (crowd runs use `templates`,
+        the full distribution)."""
         if person < 0:
             raise ValueError(f"person numbers start at 0 (got {person})")
-        self._grow(person + 1)
-        g = rng.standard_normal(self.model.dim)
-        t = self._identities[person] + self.model.sigma * g / np.linalg.norm(g)
-        typical: np.ndarray = (t / np.linalg.norm(t)).astype(np.float32)
+        one = self.numbered(np.array([person]))
+        typical: np.ndarray = self.visits(one, rng, scale=np.array([self.model.sigma]))[0]
         return typical
 
     def templates(self, people: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Templates for many visits at once: row i belongs to `people[i]`."""
+        """Templates for many visits at once: row i belongs to `people[i]`; one person's
+        visits share their session (a repeat-taker comes back to the same machine)."""
         if len(people) == 0:
             return np.zeros((0, self.model.dim), dtype=np.float32)
-        self._grow(int(people.max()) + 1)
-        ids = self._identities[people]
-        g = _normalise_rows(rng.standard_normal((len(people), self.model.dim)))
-        visit = np.exp(self.model.tau_visit * rng.standard_normal(len(people)))
-        noise = self._noise[people] * visit
-        return _normalise_rows(ids + noise[:, None] * g).astype(np.float32)
+        return self.visits(self.numbered(people), rng)
+
+
+@dataclass(frozen=True)
+class SampledSimilarities:
+    """Cosines of freshly sampled synthetic pairs (for reports and checks)."""
+
+    genuine: np.ndarray        # two visits of one person in different sessions
+    same_session: np.ndarray   # two visits of one person in one session
+    impostor: np.ndarray       # one visit each of two different people
 
 
 def sample_similarities(population: Population, pairs: int,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) cosine similarities of `pairs` fresh pairs each (for reports).
+                        rng: np.random.Generator) -> SampledSimilarities:
+    """`pairs` fresh pairs of each kind, from people who are not simulated visitors."""
+    people = population.fresh_people(2 * pairs, rng)
+    first = People(people.identity[:pairs], people.session[:pairs], people.noise[:pairs])
+    other = People(people.identity[pairs:], people.session[pairs:], people.noise[pairs:])
+    a = population.visits(first, rng)
+    same = population.visits(first, rng)
+    elsewhere = population.visits(first, rng, new_session=True)
+    b = population.visits(other, rng)
 
-    People are numbered from the population's current size on, so sampling never reuses a
-    simulated visitor's identity.
-    """
-    start = len(population)
-    people = np.arange(start, start + 2 * pairs)
-    a = population.templates(people[:pairs], rng)
-    b = population.templates(people[:pairs], rng)
-    c = population.templates(people[pairs:], rng)
-    genuine = np.einsum("ij,ij->i", a, b)
-    impostor = np.einsum("ij,ij->i", a, c)
-    return genuine.astype(np.float64), impostor.astype(np.float64)
+    def rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.einsum("ij,ij->i", x, y).astype(np.float64)
+        return out
+
+    return SampledSimilarities(rows(a, elsewhere), rows(a, same), rows(a, b))
+
+
+def impostor_quantiles(population: Population, probabilities: np.ndarray, people: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Quantiles of the cosine over all pairs of `people` fresh people, one visit each."""
+    t = population.visits(population.fresh_people(people, rng), rng)
+    scores = np.empty(people * (people - 1) // 2, dtype=np.float32)
+    done = 0
+    for start in range(0, people, 512):
+        band = t[start:start + 512] @ t.T
+        for i in range(band.shape[0]):
+            row = band[i, start + i + 1:]
+            scores[done:done + len(row)] = row
+            done += len(row)
+    out: np.ndarray = np.quantile(scores, probabilities)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _fitted(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
+            dim: int) -> IdentityModel:
+    return _fit(impostor, genuine, same, dim)
+
+
+def impostor_tail_counts(population: Population, people: int, thresholds: np.ndarray,
+                         rng: np.random.Generator, chunk: int = 1024) -> tuple[np.ndarray, int]:
+    """(pairs at or above each threshold, pairs compared) over all pairs of `people`
+    fresh people, one visit each: enough pairs to see a 1e-5 tail without storing them."""
+    t = population.visits(population.fresh_people(people, rng), rng)
+    counts = np.zeros(len(thresholds), dtype=np.int64)
+    for start in range(0, people, chunk):
+        block = t[start:start + chunk] @ t[start:].T
+        # Keep the pairs (i, j) with j > i: the strict upper triangle of this band.
+        upper = np.triu(np.ones(block.shape, dtype=bool), k=1)
+        scores = np.sort(block[upper])
+        counts += len(scores) - np.searchsorted(scores, thresholds, side="left")
+    return counts, people * (people - 1) // 2
+
+
+def stranger_refusals(population: Population, live: int, strangers: int, threshold: float,
+                      rng: np.random.Generator, batch: int = 500) -> int:
+    """How many of `strangers` fresh people would be refused: their template reaches
+    `threshold` against at least one of `live` templates of other people. Each batch of
+    strangers meets a newly drawn set of live templates."""
+    refused = 0
+    for start in range(0, strangers, batch):
+        n = min(batch, strangers - start)
+        people = population.fresh_people(live + n, rng)
+        t = population.visits(people, rng)
+        best = (t[live:] @ t[:live].T).max(axis=1)
+        refused += int(np.count_nonzero(best >= threshold))
+    return refused

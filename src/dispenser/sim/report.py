@@ -33,8 +33,8 @@ WHAT_RUNS = {
     "real": ["dispenser.store.TemplateStore (matching, deny window, retention deletion, "
              "eviction, key shredding) on a virtual clock",
              "dispenser.service.button.ButtonGate (no-scan rate limit)"],
-    "modelled": ["face templates: synthetic identities calibrated on the embedder's "
-                 "genuine/impostor similarity (dispenser.sim.identities)",
+    "modelled": ["face templates: synthetic identities fitted to a measured similarity "
+                 "table, impostor tail included (dispenser.sim.identities)",
                  "the visit: one FIFO queue, hold-still + ribbon feed + result message, "
                  "decision at the end of the hold-still",
                  "the controller and roll: a paper counter at the simulated controller's "
@@ -51,7 +51,9 @@ def run_record(run: RunResult) -> dict[str, Any]:
     return {
         "threshold": _r(run.threshold, 4), "deny_window_s": _r(run.deny_window_s, 3),
         "served": run.served, "repeat_blocked": run.repeat_blocked,
-        "false_denials": run.false_denials, "false_admits": run.false_admits,
+        "false_denials": run.false_denials,
+        "expected_false_denials": _r(run.expected_false_denials),
+        "false_admits": run.false_admits,
         "staff_served": run.staff_served, "staff_denied": run.staff_denied,
         "button_served": run.button_served, "button_refused": run.button_refused,
         "gave_up": run.gave_up, "no_paper": run.no_paper,
@@ -85,16 +87,7 @@ def to_json(report: CrowdReport) -> str:
             "ribbon_mm": st.dispense.ribbon_mm, "button_ribbon_mm": st.dispense.button_ribbon_mm,
             "button_min_interval_s": st.dispense.button_min_interval_s,
         },
-        "identity_model": {
-            "source": report.stats.source,
-            "target": {k: _r(v) for k, v in dataclasses.asdict(report.stats).items()
-                       if k != "source"},
-            "fitted": {k: _r(v) for k, v in dataclasses.asdict(report.model).items()},
-            "sampled": {"genuine_mean": _r(report.genuine.mean()),
-                        "genuine_std": _r(report.genuine.std()),
-                        "impostor_mean": _r(report.impostor.mean()),
-                        "impostor_std": _r(report.impostor.std())},
-        },
+        "identity_model": _identity_model(report),
         "crowd": {
             "visits": len(c), "people": len(np.unique(c.person)),
             "first_visits": int(kinds[Kind.VISITOR]), "repeat_visits": int(kinds[Kind.REPEAT]),
@@ -108,6 +101,30 @@ def to_json(report: CrowdReport) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
+REPORTED_P = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
+
+
+def _identity_model(report: CrowdReport) -> dict[str, Any]:
+    """Where the synthetic people's statistics came from, the fitted parameters, and the
+    table's quantiles beside the sampled ones."""
+    table, sampled = report.table, report.sampled
+    p = np.array(REPORTED_P)
+    kinds = {"impostor": (table.impostor, sampled.impostor),
+             "genuine": (table.genuine, sampled.genuine),
+             "genuine_same_session": (table.genuine_same_session, sampled.same_session)}
+    return {
+        "source": table.describe(), "status": table.status, "group": table.group,
+        "file": table.source,
+        "fitted": {k: (_r(v) if isinstance(v, float) else
+                       [_r(x) for x in v] if isinstance(v, tuple) else v)
+                   for k, v in dataclasses.asdict(report.model).items()},
+        "probabilities": list(REPORTED_P),
+        "quantiles": {kind: {"table": None if q is None else [_r(x) for x in q.quantile(p)],
+                             "sampled": [_r(x) for x in np.quantile(values, p)]}
+                      for kind, (q, values) in kinds.items()},
+    }
+
+
 def _minutes(s: float | None) -> str:
     return "-" if s is None else f"{s / 60:.0f} min"
 
@@ -118,14 +135,18 @@ def summary_lines(report: CrowdReport) -> list[str]:
     head = [
         f"scenario {report.scenario.name}: {report.scenario.description}",
         f"  {len(c)} visits in {c.duration_s / 60:.0f} simulated minutes "
-        f"(seed {report.seed}); identity model: {report.stats.source}",
+        f"(seed {report.seed})",
+        f"  similarity statistics: {report.table.describe()}",
         f"  configured: threshold {r.threshold:g}, deny window {r.deny_window_s:g} s",
         f"    paper {r.paper_mm / 1000:.1f} m vs {r.free_paper_mm / 1000:.1f} m for a free "
         f"dispenser (saved {100 * r.paper_saved:.0f}%); roll empty: machine "
         f"{_minutes(r.roll_empty_at_s)}, free {_minutes(r.free_roll_empty_at_s)}",
         f"    served {r.served}, repeat-takes blocked {r.repeat_blocked}, "
-        f"false denials {r.false_denials}, false admits {r.false_admits}, "
-        f"staff served/denied {r.staff_served}/{r.staff_denied}",
+        f"false admits {r.false_admits}, staff served/denied {r.staff_served}/"
+        f"{r.staff_denied}",
+        f"    strangers wrongly refused {r.false_denials} "
+        f"({100 * r.false_denial_rate:.2f}% of eligible face visits); the table predicts "
+        f"{r.expected_false_denials:.2f} for the same decisions",
         f"    button served/refused {r.button_served}/{r.button_refused}, gave up queueing "
         f"{r.gave_up}, evictions {r.evictions}, deletions {r.deletions}, "
         f"peak occupancy {r.peak_occupancy}, wait mean/max {r.wait_mean_s:.0f}/"
@@ -228,16 +249,19 @@ def _plot_timeline(plt: Any, report: CrowdReport) -> Any:
 
 def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(min(report.impostor.min(), report.genuine.min()), 1.0, 80)
-    ax.hist(report.impostor, bins=bins, alpha=0.6, density=True, label="different people")
-    ax.hist(report.genuine, bins=bins, alpha=0.6, density=True, label="same person")
+    sampled = report.sampled
+    bins = np.linspace(min(sampled.impostor.min(), sampled.genuine.min()), 1.0, 80)
+    ax.hist(sampled.impostor, bins=bins, alpha=0.6, density=True, label="different people")
+    ax.hist(sampled.genuine, bins=bins, alpha=0.6, density=True, label="same person")
+    ax.hist(sampled.same_session, bins=bins, alpha=0.4, density=True,
+            label="same person, same session")
     for th in report.scenario.sweep.thresholds:
         ax.axvline(th, color="grey", linewidth=0.6)
     ax.axvline(threshold_for(1, report.settings), color="red",
                label="configured threshold (1 live template)")
     ax.set_xlabel("cosine similarity of two templates (synthetic identity model)")
-    kind = report.stats.source.split(":")[0]  # "provisional" or "measured"
-    ax.set_title(f"Synthetic identities, calibrated on {kind} embedder statistics")
+    ax.set_title(f"Synthetic identities fitted to {report.table.status} group "
+                 f"{report.table.group!r}")
     ax.legend()
     return fig
 
@@ -294,7 +318,7 @@ def to_html(report: CrowdReport, images: dict[str, bytes] | None) -> str:
                          for k, v in params.items())
     real = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["real"])
     modelled = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["modelled"])
-    summary = "<br>".join(esc(line) for line in summary_lines(report)[:6])
+    summary = "<br>".join(esc(line) for line in summary_lines(report)[:8])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>dispenser crowd report: {esc(report.scenario.name)}</title>
