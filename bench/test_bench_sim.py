@@ -19,8 +19,8 @@ import pytest
 from dispenser.config import Settings
 from dispenser.sim.crowd import Crowd, RunSettings, generate_crowd, run_crowd
 from dispenser.sim.identities import IdentityModel
-from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.scenario import PRESETS
+from dispenser.sim.similarity import PROVISIONAL_DLIB
 
 # One simulated hour must take well under a minute: at least this many times real time.
 MIN_SPEEDUP = 60.0

@@ -6,8 +6,8 @@ import pytest
 
 from dispenser.config import Settings
 from dispenser.sim.crowd import CrowdReport, study
-from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.scenario import Scenario, Sweep
+from dispenser.sim.similarity import PROVISIONAL_DLIB
 
 
 @pytest.fixture(scope="session")

@@ -146,3 +146,28 @@ def test_configured_settings_outside_the_sweep_are_run_too() -> None:
     result = study(scenario, Settings(), _CRISP, seed=2)
     assert [(r.threshold, r.deny_window_s) for r in result.runs] == [(0.9, 300.0)]
     assert (result.configured.threshold, result.configured.deny_window_s) == (0.93, 540.0)
+
+
+def test_the_default_sweep_follows_the_tables_tail_and_runs_predict_false_denials() -> None:
+    from pathlib import Path
+
+    from dispenser.sim.similarity import load_similarity_file
+
+    table = load_similarity_file(Path(__file__).parent.parent / "data"
+                                 / "similarity_sface_like.toml")
+    scenario = Scenario(name="peak-hour", arrivals_per_hour=200.0, repeat_share=0.2,
+                        staff=0, button_share=0.0, sweep=Sweep(deny_windows_s=(540.0,)))
+    result = study(scenario, Settings(), table, seed=1)
+    # SFace-scale cosines where 1e-2 ... 1e-5 of the table's impostor pairs match.
+    thresholds = [r.threshold for r in result.runs]
+    assert thresholds == sorted(thresholds) and len(thresholds) == 7
+    assert thresholds[0] == pytest.approx(0.35, abs=0.005)
+    assert thresholds[-1] == pytest.approx(float(table.impostor.quantile(1 - 1e-5)), abs=0.001)
+    # Strangers wrongly refused fall as the threshold rises, and each run's count stays
+    # near what the table predicts for the same decisions (about 60 refusals at the two
+    # loosest thresholds: the table's 1 - (1 - f)^N within a factor of 1.5).
+    observed = [r.false_denials for r in result.runs]
+    expected = [r.expected_false_denials for r in result.runs]
+    assert observed == sorted(observed, reverse=True) and observed[0] > observed[-1]
+    assert expected == sorted(expected, reverse=True)
+    assert sum(observed[:2]) / 1.5 <= sum(expected[:2]) <= 1.5 * sum(observed[:2])

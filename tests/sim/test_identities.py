@@ -1,4 +1,5 @@
-"""Synthetic identities: the fitted model reproduces the target similarity statistics."""
+"""Synthetic identities: sampled templates reproduce a measured similarity table, tail
+included, and the table files are read with one-line errors."""
 
 from __future__ import annotations
 
@@ -7,45 +8,79 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dispenser.config import Settings
+from dispenser.embedders import embedder_card
 from dispenser.errors import DispenserError
 from dispenser.sim.identities import (
-    PROVISIONAL_DLIB,
     IdentityModel,
     Population,
-    SimilarityStats,
-    embedder_stats,
+    impostor_tail_counts,
     sample_similarities,
-    stats_from_card,
+)
+from dispenser.sim.similarity import (
+    PROVISIONAL_DLIB,
+    Quantiles,
+    SimilarityTable,
+    load_similarity_file,
+    simulator_table,
 )
 
-
-@pytest.mark.parametrize("target", [
-    PROVISIONAL_DLIB,
-    SimilarityStats(0.90, 0.04, 0.50, 0.08, source="a weaker embedder"),
-    SimilarityStats(0.97, 0.015, 0.70, 0.05, source="a tighter embedder"),
-], ids=["dlib-provisional", "weak", "tight"])
-def test_sampled_templates_match_the_target_statistics(target: SimilarityStats) -> None:
-    model = IdentityModel.fit(target)
-    genuine, impostor = sample_similarities(Population(model, seed=7), 4000,
-                                            np.random.default_rng(11))
-    assert genuine.mean() == pytest.approx(target.genuine_mean, abs=0.005)
-    assert impostor.mean() == pytest.approx(target.impostor_mean, abs=0.005)
-    assert genuine.std() == pytest.approx(target.genuine_std, rel=0.15)
-    assert impostor.std() == pytest.approx(target.impostor_std, rel=0.15)
+FIXTURE = Path(__file__).parent.parent / "data" / "similarity_sface_like.toml"
 
 
-def test_different_people_are_far_from_orthogonal_like_real_face_embeddings() -> None:
-    # Random unit vectors would give impostor cosine ~ N(0, 1/128): far too separable.
-    _, impostor = sample_similarities(Population(IdentityModel.fit(PROVISIONAL_DLIB), 3),
-                                      3000, np.random.default_rng(5))
-    assert impostor.mean() > 0.7
-    # ... and spread like a low-dimensional face manifold, not an isotropic 128-d cloud
-    # around the shared direction (which would give std (1 - mean) / sqrt(128)).
-    assert impostor.std() > 1.5 * (1 - impostor.mean()) / np.sqrt(128)
+@pytest.fixture(scope="module")
+def sface_like() -> SimilarityTable:
+    return load_similarity_file(FIXTURE)
 
 
-def test_templates_are_unit_float32_and_a_person_does_not_depend_on_call_order() -> None:
-    model = IdentityModel.fit(PROVISIONAL_DLIB)
+def _ks(sample: np.ndarray, table: Quantiles) -> float:
+    """Kolmogorov-Smirnov distance between a sample and the table's interpolated CDF,
+    read at the table's interior probabilities."""
+    p = np.array([x for x in table.probabilities if 0.0 < x < 1.0])
+    return float(np.max(np.abs(np.searchsorted(np.sort(sample), table.quantile(p))
+                               / len(sample) - p)))
+
+
+def test_sampled_templates_reproduce_the_measured_distributions(
+        sface_like: SimilarityTable) -> None:
+    model = IdentityModel.fit(sface_like)
+    sampled = sample_similarities(Population(model, seed=7), 20_000, np.random.default_rng(11))
+    assert _ks(sampled.impostor, sface_like.impostor) < 0.02
+    assert _ks(sampled.genuine, sface_like.genuine) < 0.03
+    same = sface_like.genuine_same_session
+    assert same is not None
+    assert abs(np.median(sampled.same_session) - float(same.quantile(0.5))) < 0.01
+    assert np.quantile(sampled.genuine, 0.05) == pytest.approx(
+        float(sface_like.genuine.quantile(0.05)), abs=0.02)
+
+
+def test_the_impostor_tail_matches_down_to_one_pair_in_ten_thousand(
+        sface_like: SimilarityTable) -> None:
+    # The measured p99, p99.9 and p99.99 cosines: the share of 8 million sampled pairs
+    # of different people at or above each must be the table's share (within 35 %: the
+    # look-alike centres of one seeded population move the deepest share by up to ~30 %).
+    population = Population(IdentityModel.fit(sface_like), seed=5)
+    cosines = sface_like.impostor.quantile(np.array([0.99, 0.999, 0.9999]))
+    counts, pairs = impostor_tail_counts(population, 4000, cosines, np.random.default_rng(2))
+    np.testing.assert_allclose(counts / pairs, [1e-2, 1e-3, 1e-4], rtol=0.35)
+
+
+def test_a_heavier_tail_is_reproduced_not_a_gaussian_one(sface_like: SimilarityTable) -> None:
+    # Same bulk, ten times as many pairs above 0.43: the look-alike levels must carry it.
+    heavy = list(sface_like.impostor.values)
+    heavy[-3:] = [0.49, 0.56, 0.62]
+    table = SimilarityTable(Quantiles(sface_like.impostor.probabilities, tuple(heavy),
+                                      200_000), sface_like.genuine,
+                            sface_like.genuine_same_session, "heavy", "test", "measured")
+    population = Population(IdentityModel.fit(table), seed=5)
+    counts, pairs = impostor_tail_counts(population, 4000, np.array([0.49, 0.56]),
+                                         np.random.default_rng(2))
+    np.testing.assert_allclose(counts / pairs, [1e-3, 1e-4], rtol=0.35)
+
+
+def test_templates_are_unit_float32_and_a_person_does_not_depend_on_call_order(
+        sface_like: SimilarityTable) -> None:
+    model = IdentityModel.fit(sface_like)
     late = Population(model, seed=1).templates(np.array([300, 3]), np.random.default_rng(2))
     early = Population(model, seed=1)
     early.templates(np.array([0]), np.random.default_rng(9))
@@ -58,44 +93,74 @@ def test_templates_are_unit_float32_and_a_person_does_not_depend_on_call_order()
     assert not np.array_equal(late, other_seed)
 
 
-def test_two_visits_of_one_person_are_closer_than_two_people() -> None:
-    population = Population(IdentityModel.fit(PROVISIONAL_DLIB), seed=4)
+def test_typical_scans_of_one_person_have_the_median_same_session_similarity(
+        sface_like: SimilarityTable) -> None:
+    population = Population(IdentityModel.fit(sface_like), seed=4)
     rng = np.random.default_rng(0)
-    a1, a2, b = population.templates(np.array([5, 5, 6]), rng)
-    assert float(a1 @ a2) > float(a1 @ b)
-    t1, t2, u = (population.typical_template(p, rng) for p in (5, 5, 6))
-    assert float(t1 @ t2) > 0.95 > float(t1 @ u)  # a typical pair: median genuine ~0.96
+    same = sface_like.genuine_same_session
+    assert same is not None
+    pairs = [(population.typical_template(p, rng), population.typical_template(p, rng))
+             for p in range(200)]
+    median = float(np.median([float(a @ b) for a, b in pairs]))
+    assert median == pytest.approx(float(same.quantile(0.5)), abs=0.03)
     with pytest.raises(ValueError, match="start at 0"):
         population.typical_template(-1, rng)
 
 
-def test_model_card_similarity_table_is_used_when_present() -> None:
-    card = {"similarity": {"genuine_mean": 0.95, "genuine_std": 0.03, "impostor_mean": 0.75,
-                           "impostor_std": 0.04, "pairs": "test pairs"}}
-    stats = stats_from_card(card)
-    assert stats is not None and stats.genuine_mean == 0.95
-    assert stats.source.startswith("measured") and "test pairs" in stats.source
-    assert stats_from_card({}) is None
-    assert stats_from_card({"similarity": {"genuine_mean": 0.9}}) is None
-    assert embedder_stats().source  # provisional or measured, always says which
+def test_the_provisional_fallback_is_labelled_and_still_fits() -> None:
+    assert PROVISIONAL_DLIB.status == "provisional"
+    assert "no measured table" in PROVISIONAL_DLIB.describe()
+    sampled = sample_similarities(Population(IdentityModel.fit(PROVISIONAL_DLIB), seed=3),
+                                  5000, np.random.default_rng(5))
+    assert np.median(sampled.impostor) == pytest.approx(0.80, abs=0.01)
+    assert np.median(sampled.genuine) == pytest.approx(0.96, abs=0.01)
 
 
-def test_inconsistent_statistics_are_refused_with_one_line() -> None:
-    with pytest.raises(DispenserError, match="impostor_mean < genuine_mean"):
-        SimilarityStats(0.5, 0.02, 0.8, 0.03, source="swapped")
-    with pytest.raises(DispenserError, match="must be > 0"):
-        SimilarityStats(0.9, 0.0, 0.5, 0.03, source="no spread")
+def test_the_default_is_the_embedder_cards_worst_group_or_the_labelled_fallback() -> None:
+    table = simulator_table(None, None, embedder_card(Settings().vision.embedder))
+    assert table.status in ("measured", "provisional")
+    assert table.group in table.describe() and table.source in table.describe()
 
 
-def test_an_operators_own_statistics_file(tmp_path: Path) -> None:
-    path = tmp_path / "mine.toml"
-    path.write_text("[similarity]\ngenuine_mean = 0.97\ngenuine_std = 0.02\n"
-                    "impostor_mean = 0.75\nimpostor_std = 0.04\npairs = \"600 staff pairs\"\n")
-    stats = embedder_stats(path)
-    assert (stats.genuine_mean, stats.impostor_std) == (0.97, 0.04)
-    assert stats.source == f"measured: {path} (600 staff pairs)"
-    path.write_text("[similarity]\ngenuine_mean = 0.97\n")
-    with pytest.raises(DispenserError, match=r"needs a \[similarity\] table"):
-        embedder_stats(path)
+def test_a_calibrate_file_picks_the_worst_group_or_the_one_asked_for(tmp_path: Path) -> None:
+    text = FIXTURE.read_text(encoding="utf-8")
+    other = text.split("[similarity.fixture]")[1].split("[recorded]")[0]
+    path = tmp_path / "two.toml"
+    path.write_text(text + "\n[similarity.western]" + other.replace("0.10, 0.17", "0.05, 0.17"),
+                    encoding="utf-8")
+    assert load_similarity_file(path).group == "fixture"
+    western = load_similarity_file(path, "western")
+    assert western.group == "western" and str(path) in western.describe()
+    with pytest.raises(DispenserError, match=r"no \[similarity.nobody\] table"):
+        load_similarity_file(path, "nobody")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("impostor = [-0.33, ", "impostor = ["), r"\[similarity.fixture\]: impostor has 13 "
+                                              r"values, probabilities 14"),
+    (("impostor = [-0.33, -0.23", "impostor = [-0.33, -0.43"), "impostor must be "
+                                                               "non-decreasing"),
+    (("worst_group = \"fixture\"", "worst_group = \"kpop\""), r"no \[similarity.kpop\]"),
+    (("genuine_pairs = 12000", "genuine_pairs = -1"), "genuine_pairs must be a whole"),
+    (("probabilities = [0.0, ", "probabilities = [0.5, "), "probabilities must be"),
+    (("genuine = [-0.05, 0.08", "genuine = \"high\"\nx = [-0.05, 0.08"),
+     "genuine must be a list of finite numbers"),
+])
+def test_a_bad_similarity_file_fails_with_one_line_naming_the_key(
+        tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    text = FIXTURE.read_text(encoding="utf-8")
+    assert edit[0] in text
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    with pytest.raises(DispenserError, match=message) as caught:
+        load_similarity_file(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_file_without_tables_or_missing_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text("[calibration]\nworst_group = \"x\"\n", encoding="utf-8")
+    with pytest.raises(DispenserError, match="--write-similarity"):
+        load_similarity_file(path)
     with pytest.raises(DispenserError, match="file not found"):
-        embedder_stats(tmp_path / "absent.toml")
+        load_similarity_file(tmp_path / "absent.toml")

@@ -13,7 +13,6 @@ from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings, Settings, StoreSettings
 from dispenser.service import Message
 from dispenser.sim.identities import IdentityModel
-from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.live import MAX_SPEED, Pacer, run_scripted
 from dispenser.sim.preview import HeadlessPreview, annotate, open_preview
 from dispenser.sim.scripted import (
@@ -23,6 +22,7 @@ from dispenser.sim.scripted import (
     default_script,
     script_end,
 )
+from dispenser.sim.similarity import PROVISIONAL_DLIB
 from dispenser.sim.timeline import Row
 
 # Short windows so a whole story takes a minute of simulated time.

@@ -26,7 +26,12 @@ def test_summary_marks_the_configured_settings(short_study: CrowdReport) -> None
     lines = report.summary_lines(short_study)
     marked = [line for line in lines if line.lstrip().startswith("*")]
     assert len(marked) == 1 and "0.930" in marked[0] and "540" in marked[0]
-    assert any("identity model:" in line for line in lines)
+    # Which statistics the people copy: status, group and file, in the summary.
+    assert any(line.strip().startswith("similarity statistics: provisional: group 'none'")
+               and "no measured table" in line for line in lines)
+    # Strangers wrongly refused, beside what the table predicts for the same decisions.
+    assert any("strangers wrongly refused" in line and "the table predicts" in line
+               for line in lines)
 
 
 def _number_lists(node: object) -> list[int]:

@@ -31,6 +31,7 @@ from dispenser.sim.live import MAX_SPEED
 if TYPE_CHECKING:
     from dispenser.sim.live import LiveResult
     from dispenser.sim.preview import Preview
+    from dispenser.sim.similarity import SimilarityTable
     from dispenser.sim.timeline import Row
 
     Emit = Callable[[Row], None]
@@ -114,17 +115,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return _live(args, settings)
 
 
+def _similarity(args: argparse.Namespace, settings: Settings) -> SimilarityTable:
+    """The table the synthetic people copy: --similarity FILE, else the configured
+    embedder card's worst group, else the labelled provisional fallback."""
+    from dispenser.embedders import embedder_card
+    from dispenser.sim.similarity import simulator_table
+
+    return simulator_table(args.similarity, args.similarity_group,
+                           embedder_card(settings.vision.embedder))
+
+
 # ------------------------------------------------------------------------------- crowd
 
 def _crowd(args: argparse.Namespace, settings: Settings) -> int:
     from dispenser.sim import report
     from dispenser.sim.crowd import study
     from dispenser.sim.scenario import load_scenario
-    from dispenser.sim.similarity import simulator_table
     from dispenser.sim.timeline import ProgressBar
 
     scenario = load_scenario(args.scenario)
-    table = simulator_table(args.similarity, args.similarity_group)
+    table = _similarity(args, settings)
     bar = ProgressBar(1.0, label=f"{scenario.name} ")
     result = study(scenario, settings, table, args.seed,
                    progress=lambda done, total: bar.update(done / total,
@@ -190,10 +200,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     scripted = args.camera is None and args.video is None and args.images is None
     stages = _STAGES_FRAMES
     if scripted:
-        from dispenser.sim.similarity import simulator_table
-
-        table = simulator_table(args.similarity, args.similarity_group)
-        calibration = f"synthetic identities fitted to {table.describe()}"
+        calibration = f"synthetic identities fitted to {_similarity(args, settings).describe()}"
         stages = {**_STAGES_SCRIPTED,
                   "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
     preview, preview_note = _preview(args)
@@ -281,11 +288,8 @@ def _run_story(args: argparse.Namespace, settings: Settings, emit: Emit, progres
     from dispenser.sim.identities import IdentityModel
     from dispenser.sim.live import run_scripted
     from dispenser.sim.scripted import SyntheticVision, default_script, script_end
-    from dispenser.sim.similarity import simulator_table
-
     script = default_script(settings)
-    table = simulator_table(args.similarity, args.similarity_group)
-    vision = SyntheticVision(script, IdentityModel.fit(table), args.seed)
+    vision = SyntheticVision(script, IdentityModel.fit(_similarity(args, settings)), args.seed)
     return run_scripted(settings, script, vision, script_end(script, settings),
                         speed=args.speed, emit=emit, progress=progress, preview=preview,
                         stop=stop)

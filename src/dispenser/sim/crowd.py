@@ -358,10 +358,18 @@ def _roll_empty(machine: _Machine, result: RunResult) -> None:
         result.roll_empty_at_s = machine.clock.now()
 
 
-def sweep_points(scenario: Scenario) -> list[RunSettings]:
+# Without thresholds in the scenario, the sweep tries the cosines at which this share of the
+# table's impostor pairs matches: from a loose 1 in 100 to the 1 in 100,000 a crowd of 60
+# needs for a 0.1 % chance per visit of refusing a stranger.
+SWEEP_SHARES = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+
+
+def sweep_points(scenario: Scenario, table: SimilarityTable) -> list[RunSettings]:
     """Every (threshold, deny window) pair of the scenario's sweep, in a fixed order."""
+    thresholds = scenario.sweep.thresholds or tuple(sorted({
+        round(float(table.impostor.quantile(1.0 - share)), 3) for share in SWEEP_SHARES}))
     return [RunSettings(threshold=t, deny_window_s=w)
-            for w in scenario.sweep.deny_windows_s for t in scenario.sweep.thresholds]
+            for w in scenario.sweep.deny_windows_s for t in thresholds]
 
 
 @dataclass(frozen=True)
@@ -395,7 +403,7 @@ def study(scenario: Scenario, settings: Settings, table: SimilarityTable, seed: 
     model = IdentityModel.fit(table)
     crowd = generate_crowd(scenario, model, seed)
     configured_point = RunSettings(threshold_for(1, settings), settings.store.deny_window_s)
-    points = sweep_points(scenario)
+    points = sweep_points(scenario, table)
     todo = points if configured_point in points else [*points, configured_point]
     results: dict[RunSettings, RunResult] = {}
     for done, point in enumerate(todo, start=1):

@@ -301,7 +301,7 @@ def _fit_law(target: np.ndarray, law: _ImpostorLaw, layout: Layout,
         if np.max(np.abs(error)) < 2e-4:
             break
         a2 = float(np.clip(a2 + 0.7 * error[1] / gain, 0.0, _SHARE_MAX))
-        spread = (target[2] - target[0]) / max(model[2] - model[0], 1e-6)
+        spread = max(target[2] - target[0], 1e-4) / max(model[2] - model[0], 1e-4)
         own_dims = float(np.clip(own_dims * spread ** -1.2, 1.0, float(layout.own)))
         lookalike = lookalike + 0.7 * error[len(BULK_P):] / (gain * max(1 - a2, 0.05))
         lookalike = np.clip(np.maximum.accumulate(np.clip(lookalike, 0.0, None)),
@@ -320,7 +320,9 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
     """Noise first (genuine), then the identity structure (impostor): fitted on the
     conditional-Gaussian law, then corrected by sampling real templates of the fitted
     model (common random numbers) and refitting the law to the targets shifted by the
-    sampled error, as the law's Gaussian tails are slightly heavier than the real ones."""
+    sampled error, as the law's Gaussian tails are slightly heavier than the real ones.
+    A table the model cannot reach (a bulk narrower than `dim` random directions allow)
+    gets the closest fit; the report shows the sampled quantiles beside the table's."""
     layout = Layout.of(dim)
     sigma, tau, psi = _fit_noise(genuine, same, dim)
     law = _ImpostorLaw(layout, sigma, tau)
@@ -340,7 +342,7 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
                                             _CHECK_PEOPLE, np.random.default_rng(0xC4EC))
         if np.max(np.abs(error)) < 2e-3:
             break
-        aim = aim + error
+        aim = np.maximum.accumulate(aim + error)
     assert model is not None
     return model
 

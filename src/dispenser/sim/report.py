@@ -106,21 +106,25 @@ REPORTED_P = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 
 def _identity_model(report: CrowdReport) -> dict[str, Any]:
     """Where the synthetic people's statistics came from, the fitted parameters, and the
-    table's quantiles beside the sampled ones."""
+    table's quantiles beside the sampled ones (keyed by probability: the report holds no
+    list longer than a (time, count) pair)."""
     table, sampled = report.table, report.sampled
     p = np.array(REPORTED_P)
     kinds = {"impostor": (table.impostor, sampled.impostor),
              "genuine": (table.genuine, sampled.genuine),
              "genuine_same_session": (table.genuine_same_session, sampled.same_session)}
+    fitted = dataclasses.asdict(report.model)
+    fitted["lookalike"] = {f"level_{k + 1}": _r(w) for k, w in enumerate(fitted["lookalike"])}
     return {
         "source": table.describe(), "status": table.status, "group": table.group,
         "file": table.source,
-        "fitted": {k: (_r(v) if isinstance(v, float) else
-                       [_r(x) for x in v] if isinstance(v, tuple) else v)
-                   for k, v in dataclasses.asdict(report.model).items()},
-        "probabilities": list(REPORTED_P),
-        "quantiles": {kind: {"table": None if q is None else [_r(x) for x in q.quantile(p)],
-                             "sampled": [_r(x) for x in np.quantile(values, p)]}
+        "fitted": {k: _r(v) if isinstance(v, float) else v for k, v in fitted.items()},
+        "quantiles": {kind: {f"{prob:g}": {"table": None if q is None else _r(t),
+                                           "sampled": _r(x)}
+                             for prob, t, x in zip(
+                                 REPORTED_P,
+                                 [None] * len(p) if q is None else q.quantile(p),
+                                 np.quantile(values, p), strict=True)}
                       for kind, (q, values) in kinds.items()},
     }
 
@@ -255,7 +259,7 @@ def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
     ax.hist(sampled.genuine, bins=bins, alpha=0.6, density=True, label="same person")
     ax.hist(sampled.same_session, bins=bins, alpha=0.4, density=True,
             label="same person, same session")
-    for th in report.scenario.sweep.thresholds:
+    for th in sorted({run.threshold for run in report.runs}):
         ax.axvline(th, color="grey", linewidth=0.6)
     ax.axvline(threshold_for(1, report.settings), color="red",
                label="configured threshold (1 live template)")

@@ -19,7 +19,7 @@ like the configuration loader does, so a typo never silently runs a different cr
     roll_m = 300               # paper on a full roll (metres)
 
     [sweep]
-    thresholds = [0.88, 0.9, 0.92, 0.93, 0.94, 0.96]
+    thresholds = [0.40, 0.45, 0.50]  # optional; default: from the similarity table
     deny_windows_s = [120, 300, 540]
 """
 
@@ -43,7 +43,9 @@ class ScenarioError(DispenserError):
 class Sweep:
     """The settings grid the report compares (every pair is one simulated run)."""
 
-    thresholds: tuple[float, ...] = (0.86, 0.88, 0.90, 0.92, 0.93, 0.94, 0.96)
+    # Empty: derived from the similarity table the people copy, so the sweep suits any
+    # embedder's cosine scale (dispenser.sim.crowd.SWEEP_SHARES).
+    thresholds: tuple[float, ...] = ()
     deny_windows_s: tuple[float, ...] = (120.0, 300.0, 540.0)
 
 
@@ -95,8 +97,8 @@ def _check(s: Scenario) -> None:
     if not (0.1 <= lo <= hi <= 24 * 60.0):
         raise ScenarioError(f"scenario: repeat_after_min = [{lo:g}, {hi:g}] must satisfy "
                             "0.1 <= first <= second <= 1440")
-    if not s.sweep.thresholds or not s.sweep.deny_windows_s:
-        raise ScenarioError("sweep: thresholds and deny_windows_s must not be empty")
+    if not s.sweep.deny_windows_s:
+        raise ScenarioError("sweep: deny_windows_s must not be empty")
     for t in s.sweep.thresholds:
         if not -1.0 <= t <= 1.0:
             raise ScenarioError(f"sweep: threshold {t:g} is out of range (allowed -1 <= x <= 1)")
@@ -104,7 +106,7 @@ def _check(s: Scenario) -> None:
         if not 0.0 < w <= RETENTION_CEILING_S:
             raise ScenarioError(f"sweep: deny window {w:g} s is out of range "
                                 f"(allowed 0 < x <= {RETENTION_CEILING_S:g})")
-    if len(s.sweep.thresholds) * len(s.sweep.deny_windows_s) > 200:
+    if max(len(s.sweep.thresholds), 7) * len(s.sweep.deny_windows_s) > 200:
         raise ScenarioError("sweep: at most 200 (threshold, deny window) pairs")
 
 

@@ -33,19 +33,17 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from dispenser.embedders import read_card
 from dispenser.errors import DispenserError
 from dispenser.tomlfile import read_toml
 
 KINDS = ("impostor", "genuine", "genuine_same_session")
-# The shipped embedder's model card (in the `dispenser.models` package).
-DEFAULT_CARD = "dlib_face_recognition_resnet_model_v1"
 # The probabilities the simulator's fit reads; a table must reach this far into each tail.
 LOWEST_P = 0.05
 HIGHEST_P = 0.9999
@@ -261,13 +259,10 @@ def gaussian_table(genuine_mean: float, genuine_std: float, impostor_mean: float
 def card_table(card: str, group: str | None = None) -> SimilarityTable | None:
     """Group `group` (default: the worst group) of the packaged model card `card`
     (without ".toml"); None when the card records no `[similarity.<group>]` table."""
-    path = Path(str(resources.files("dispenser.models").joinpath(f"{card}.toml")))
-    return table_from_card(read_toml(path, "model card", SimilarityError),
-                           f"model card {card}.toml", group)
+    return table_from_card(read_card(card), f"model card {card}.toml", group)
 
 
-def simulator_table(path: Path | None, group: str | None = None,
-                    card: str = DEFAULT_CARD) -> SimilarityTable:
+def simulator_table(path: Path | None, group: str | None, card: str) -> SimilarityTable:
     """What the simulator's people copy: `path` (a calibrate file) if given, else the
     embedder card's worst group, else the clearly labelled provisional fallback."""
     if path is not None:
