@@ -19,7 +19,8 @@ _CODE = ("src/**/*.py", "firmware_sim/**/*.py", "tests/**/*.py", "bench/**/*.py"
 # Files the program writes or a reader creates: named in the docs, never in the repository.
 _OUTPUTS = {"audit-report.md", "audit-report.json", "audit-report.html", "report.json",
             "report.html", "status.json", "bench-pi.json", "my.toml", "my-toilet.toml",
-            "my-pairs.toml", "timeline.png", "sweep.png", "tradeoff.png", "similarity.png"}
+            "my-pairs.toml", "my-similarity.toml", "timeline.png", "sweep.png", "tradeoff.png",
+            "similarity.png"}
 # Where the unit file's paths live in this repository.
 _INSTALLED_SOURCE = "/opt/dispenser/src/"
 

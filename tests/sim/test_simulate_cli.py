@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,8 +93,44 @@ def test_crowd_summary_on_the_terminal(tmp_path: Path,
     scenario.write_text(_SCENARIO)
     assert main(["simulate", "--scenario", str(scenario), "--no-report"]) == 0
     out = capsys.readouterr().out
-    assert "paper" in out and "false denials" in out and "sweep:" in out
+    assert "paper" in out and "strangers wrongly refused" in out and "sweep:" in out
+    assert "similarity statistics: provisional" in out
     assert not list(tmp_path.glob("sim-report-*"))
+
+
+_FIXTURE = Path(__file__).parent.parent / "data" / "similarity_sface_like.toml"
+
+
+def test_crowd_from_a_calibrate_similarity_file_names_group_and_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "busy.toml"
+    scenario.write_text(_SCENARIO.split("[sweep]")[0] + "[sweep]\ndeny_windows_s = [540]\n")
+    assert main(["simulate", "--scenario", str(scenario),
+                 "--no-report", "--json", "--similarity", str(_FIXTURE)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    model = doc["identity_model"]
+    assert (model["group"], model["file"], model["status"]) == ("fixture", str(_FIXTURE),
+                                                                 "provisional")
+    # The sweep follows the file's SFace-scale tail, not dlib's 0.9 scale.
+    assert all(0.3 < run["threshold"] < 0.6 for run in doc["sweep"])
+    tail = model["quantiles"]["impostor"]["0.99"]
+    assert tail["table"] == 0.35 and abs(tail["sampled"] - 0.35) < 0.02
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[similarity.a]\nprobabilities = [0.0, 0.5, 1.0]\n",
+     r"similarity: .*bad.toml \[similarity.a\]: probabilities must be at least 5"),
+    ("[calibration]\nworst_group = \"a\"\n", "has no \\[similarity.<group>\\] table"),
+    ("not toml [", "is not valid TOML"),
+])
+def test_a_bad_similarity_file_is_one_line_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    assert main(["simulate", "--scenario", "mall", "--no-report", "--similarity",
+                 str(bad)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -13,7 +13,7 @@ comparisons reaches the threshold, so what decides wrongful refusals is the impo
 distribution's upper tail (1e-3 to 1e-5 of pairs), not its mean and spread. The model
 gives that tail its own parameters.
 
-The model. A template lives in `dim` dimensions split into orthogonal blocks (a fixed
+The model. An identity lives in `dim` dimensions split into orthogonal blocks (a fixed
 random rotation then mixes them, as real embeddings are not axis-aligned):
 
 - the population mean direction `m` (1 dimension): different people's embeddings are not
@@ -27,28 +27,28 @@ random rotation then mixes them, as real embeddings are not axis-aligned):
   average: the tail at probabilities 0.9, 0.99, 0.999, 0.9999 and 0.99999 each gets the
   level that covers it;
 - the person's own part (share `1 - W_5`): a random unit vector in its own block, with a
-  power-law spectrum of effective dimension `own_dims`, which sets the spread of the bulk;
-- visit noise in two more blocks: template = (u + s g) / sqrt(1 + s^2), `g` a unit vector
-  with share `session_share` on a direction fixed for the person's session (same day,
-  light, camera) and the rest on a fresh direction per visit; `s = sigma * exp(tau_person
-  z_person + tau_visit z_visit)` (log-normal: some faces and some visits are harder).
+  power-law spectrum of effective dimension `own_dims`, which sets the spread of the bulk.
 
-Because the blocks are orthogonal, every similarity is an exact scalar expression: two
-templates of people sharing k levels have cosine
+The identity is exactly a unit vector, and two identities sharing k levels have cosine
+`a2 + (1 - a2)(W_k + sum_{l>k} w_l x_l + r x_own)`, each x the cosine of two independent
+random unit vectors in a block. A visit adds isotropic noise: template = normalise(u + s
+g), `g` a unit direction with share `session_share` on a direction fixed for the person's
+session (same day, light, camera) and the rest fresh per visit, `s = sigma *
+exp(tau_person z_person + tau_visit z_visit)` (log-normal: some faces and some visits are
+harder).
 
-    h1 h2 (a2 + (1 - a2)(W_k + sum_{l>k} w_l x_l + r x_own) + s1 s2 (psi x_s + (1-psi) x_v))
-
-with h = 1/sqrt(1 + s^2) and each x the cosine of two independent random unit vectors in a
-block. `IdentityModel.fit` fits the noise to the genuine quantiles (Monte Carlo with
-common random numbers, exact), then the identity structure to the impostor quantiles (each
-look-alike level conditionally Gaussian given the noise scales, so a 1e-5 tail costs no
-more than the median). The tests sample real `dim`-dimensional templates and compare
-their distributions with the table: KS distance and tail quantiles.
+`IdentityModel.fit` fits the noise to the genuine quantiles (exact: Monte Carlo on real
+vectors with common random numbers), then the identity structure to the impostor
+quantiles: on a law where each look-alike level is Gaussian given the two noise scales
+(so a 1e-5 tail costs no more than the median), corrected by sampling 8 million pairs of
+real templates of the fitted model. The tests sample real templates and compare their
+distributions with the table: KS distance and tail shares.
 
 What the quantiles cannot say (and the model therefore assumes): how the tail is shared
-among people. Here every pair's closeness comes from the groups the two share, so one
-person is no closer to everyone than another, and a stranger's comparisons with N
-different people are nearly independent, the assumption `1 - (1 - f)^N` makes too.
+among people. Here the tail comes from the groups two people share, so nobody is close to
+everyone, and a stranger's comparisons with N different people are nearly independent
+there, the assumption `1 - (1 - f)^N` makes too. (In the bulk, a person's noise scale is
+shared by all their comparisons, which makes them slightly dependent.)
 
 Nothing here touches a real face: the templates are synthetic by construction.
 """
