@@ -161,3 +161,25 @@ def test_searching_a_chunk_makes_no_copy_of_it() -> None:
     assert hits == [0, 0, 2, 0]
     assert allocated < 4096  # a few small Python objects, never a buffer
     chunk[:] = bytes(len(chunk))
+
+
+def test_thousands_of_patterns_sharing_anchor_buckets_are_each_counted() -> None:
+    """The audit scans for 2,000+ templates at once: patterns whose anchors share their low
+    16 bits (the lookup bucket) are told apart by the whole anchor and the full compare."""
+    from dispenser.privacy.memscan import _Finder
+
+    patterns = np.random.default_rng(9).standard_normal((3000, 128)).astype(np.float32)
+    flat = patterns.view(np.uint8).reshape(3000, -1)
+    finder = _Finder(flat)
+    _, bucket_of, sizes = np.unique(finder.anchor & 0xFFFF, return_inverse=True,
+                                    return_counts=True)
+    assert sizes.max() >= 2                     # some buckets hold several patterns
+    shared = int(np.flatnonzero(bucket_of == sizes.argmax())[-1])
+    region = bytearray(64 * 1024)
+    placed = {0: 3, 1499: 1000, 2999: 20000, shared: 40001}
+    for k, start in placed.items():
+        region[start:start + 512] = flat[k].tobytes()
+    hits = [0] * 3000
+    finder.count(region, len(region), 0, hits)
+    assert {k: hits[k] for k in placed} == dict.fromkeys(placed, 1)
+    assert sum(hits) == len(placed)

@@ -15,6 +15,7 @@ _CHECK_MODULES = (
     "dispenser.audit.process_checks",
     "dispenser.audit.model_checks",
     "dispenser.audit.store_checks",
+    "dispenser.audit.bounds_checks",
 )
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dispenser.audit.registry import CHECKS, run_check
-    from dispenser.audit.report import build_report, write_report
+    from dispenser.audit.report import build_report, verdict, write_report
 
     for name in _CHECK_MODULES:
         importlib.import_module(name)
@@ -47,12 +48,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reason = f"  ({result.reason})" if result.reason else ""
         print(f"{status}  {c.ident:28} {result.seconds:6.2f} s{reason}", flush=True)
         results.append(result)
-    report = build_report(results)
+    report = build_report(results, CHECKS)
     try:
         paths = write_report(report, args.out)
     except OSError as exc:
         raise DispenserError(f"cannot write the audit report to {args.out}: "
                              f"{exc.strerror}") from None
-    print(f"{'PASS' if report['passed'] else 'FAIL'}: report written to "
-          + ", ".join(str(p) for p in paths), file=sys.stdout)
+    for ident in report["not_run"]:
+        print(f"{'NOT RUN':7} {ident}")
+    print(f"{verdict(report)}: report written to " + ", ".join(str(p) for p in paths),
+          file=sys.stdout)
     return EXIT_OK if report["passed"] else EXIT_FAILURE
