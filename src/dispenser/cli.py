@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "audit": "run the privacy guarantee checks and write an audit report",
     "bench": "measure the matching and vision stages on this machine",
     "firmware-sim": "run the simulated motor controller on a pseudo-terminal",
+    "display": "write a PNG of every screen state the visitor can see (--demo)",
     "motor": "technician commands to the motor controller (status, dispense, abort, selftest)",
 }
 

@@ -214,10 +214,38 @@ class DisplaySettings(_Section):
 
     SECTION: ClassVar[str] = "display"
 
-    language: str = _setting("en", "message language", choices=("en", "zh"))
+    kind: str = _setting(
+        "terminal", "terminal (messages to the log), framebuffer (a panel, no desktop "
+        "needed) or window (an OpenCV window on a desktop)",
+        choices=("terminal", "framebuffer", "window"))
+    language: str = _setting(
+        "zh+en", "message language: Simplified Chinese and English together, or one",
+        choices=("zh+en", "zh", "en"))
     message_s: float = _setting(
         4.0, "how long a result (\"Here you go\", \"try again later\") stays on screen",
         lo=0.5, hi=60.0)
+    device: str = _setting("/dev/fb0", "framebuffer device (display.kind = framebuffer)")
+    sysfs: str = _setting(
+        "/sys/class/graphics", "where the framebuffer's size and pixel format are read "
+        "(<sysfs>/fbN/)")
+    rotation: int = _setting(
+        0, "clockwise rotation of the picture on the panel: 0, 90, 180 or 270", lo=0, hi=270)
+    size: str = _setting("800x480", "window size WxH (display.kind = window)")
+    preview: bool = _setting(
+        True, "show the mirrored camera picture inside the face guide")
+    font: str = _setting(
+        "auto", "auto (Noto Sans CJK SC from fontconfig, else the bundled subset), "
+        "bundled, or a font file path")
+    max_fps: float = _setting(
+        15.0, "the screen is redrawn at most this often (and never faster than frames come)",
+        lo=1.0, hi=60.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rotation not in (0, 90, 180, 270):
+            raise ConfigError(f"config: display.rotation = {self.rotation} is not allowed "
+                              "(allowed one of 0, 90, 180, 270)")
+        parse_size("display.size", self.size)
 
 
 @dataclass(frozen=True)
@@ -246,6 +274,16 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
 
 
+def parse_size(key: str, text: str) -> tuple[int, int]:
+    """"800x480" -> (800, 480); a ConfigError naming `key` for anything else."""
+    parts = text.lower().split("x")
+    if (len(parts) == 2 and all(p.isdigit() for p in parts)
+            and all(16 <= int(p) <= 8192 for p in parts)):
+        return int(parts[0]), int(parts[1])
+    raise ConfigError(f"config: {key} = {text!r} is not a size (expected WxH, e.g. "
+                      "800x480, each side 16..8192)")
+
+
 def _num(x: float) -> str:
     """600.0 -> '600', 0.1 -> '0.1', 1048576 -> '1048576' (never scientific notation)."""
     return str(int(x)) if float(x).is_integer() else repr(float(x))
@@ -262,6 +300,11 @@ def _describe_range(meta: dict[str, Any]) -> str:
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
     """Accept ints where floats are expected; reject bools posing as numbers."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"config: {key} = {value!r} has the wrong type (expected true or false)")
+        return value
     ok = (isinstance(value, kind) and not isinstance(value, bool)) or (
         kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:

@@ -9,11 +9,13 @@ import pytest
 
 from dispenser.config import DisplaySettings
 from dispenser.service.messages import (
+    DISPLAY_LANGUAGES,
     LANGUAGES,
     TEXTS,
     Message,
     RecordingDisplay,
     TerminalDisplay,
+    lines,
     render,
 )
 
@@ -22,7 +24,23 @@ def test_every_language_has_every_message_and_the_config_allows_exactly_these() 
     for language in LANGUAGES:
         assert set(TEXTS[language]) == set(Message)
     choices = DisplaySettings.__dataclass_fields__["language"].metadata["choices"]
-    assert set(choices) == set(LANGUAGES)
+    assert tuple(choices) == DISPLAY_LANGUAGES
+    assert DisplaySettings().language == "zh+en"
+    for display_language in DISPLAY_LANGUAGES:
+        assert set(display_language.split("+")) <= set(LANGUAGES)
+
+
+def test_zh_en_shows_chinese_first_then_english() -> None:
+    assert lines(Message.HERE_YOU_GO, "zh+en") == ("请取纸", "Here you go")
+    assert lines(Message.HOLD_STILL, "en", 0.5) == ("Hold still… 50%",)
+    assert lines(Message.SHORT_RIBBON, "zh") == ("请取纸（本次较短）",)  # noqa: RUF001
+
+
+def test_terminal_display_joins_both_languages(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="dispenser.display"):
+        TerminalDisplay("zh+en").show(Message.UNAVAILABLE)
+    assert caplog.records[0].getMessage() == (
+        "display message=unavailable text='暂时无法使用 / Temporarily unavailable'")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

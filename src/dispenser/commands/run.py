@@ -33,7 +33,6 @@ from dispenser.config import Settings
 from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 from dispenser.logsafe import event
 from dispenser.service.frames import FrameSource, is_camera, open_source
-from dispenser.service.messages import TerminalDisplay
 from dispenser.service.service import DispenserService
 from dispenser.service.status import format_status, read_status, runtime_dir
 
@@ -103,6 +102,7 @@ class _Machine:
 
     def __init__(self, settings: Settings, clock: Clock, frames: FrameSource,
                  status_dir: Path) -> None:
+        from dispenser.display.open import open_display
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
         from dispenser.store.rule import rule_for, threshold_for
@@ -120,11 +120,12 @@ class _Machine:
                                   clock=clock)
             self._closers.append(store.close)
             self._store = store
+            display, close_display = open_display(settings.display, clock)
+            self._closers.append(close_display)
             self._install_guard(status_dir)
             self.service = DispenserService(
                 settings, clock=clock, frames=frames, store=store, pipeline=pipeline,
-                motor=link, display=TerminalDisplay(settings.display.language),
-                status_dir=status_dir)
+                motor=link, display=display, status_dir=status_dir)
             self._closers.append(self.service.close)
         except BaseException:
             self.close()
@@ -132,7 +133,8 @@ class _Machine:
 
     @staticmethod
     def _install_guard(status_dir: Path) -> None:
-        """From here on no socket and no file write outside the status directory."""
+        """From here on no socket and no file write outside the status directory (the
+        panel, if any, was opened before)."""
         from dispenser.privacy import guard
 
         guard.install([status_dir])

@@ -5,9 +5,11 @@
 Why one table: a translator (or an auditor checking that no message reveals identity or
 the time left in the deny window) reads a single dict per language. Messages never carry
 data about a person: the only parameter any message takes is the hold-still progress.
+The screen shows Simplified Chinese and English together by default (`display.language =
+"zh+en"`); `lines()` gives the text of one message in the order a display language shows it.
 
-`Display` is what the service talks to; `TerminalDisplay` writes changes to the log (the
-board's text screen driver or the simulator's preview build on the same protocol), and
+`Display` is what the service talks to; `TerminalDisplay` writes changes to the log,
+`dispenser.display.ScreenDisplay` draws them on a panel (framebuffer or window), and
 `RecordingDisplay` keeps what was shown, for tests.
 """
 
@@ -17,6 +19,8 @@ import enum
 import logging
 from types import MappingProxyType
 from typing import Protocol
+
+import numpy as np
 
 from dispenser.logsafe import event
 
@@ -31,10 +35,12 @@ class Message(enum.Enum):
     HOLD_STILL = "hold_still"
     DISPENSING = "dispensing"
     HERE_YOU_GO = "here_you_go"
+    SHORT_RIBBON = "short_ribbon"
     TRY_LATER = "try_later"
     BUTTON_WAIT = "button_wait"
     OUT_OF_PAPER = "out_of_paper"
     UNAVAILABLE = "unavailable"
+    BUTTON_HINT = "button_hint"     # the screen's permanent footer: the no-scan option
 
 
 _M = Message
@@ -49,10 +55,12 @@ TEXTS: MappingProxyType[str, MappingProxyType[Message, str]] = MappingProxyType(
         _M.HOLD_STILL: "Hold still… {percent}%",
         _M.DISPENSING: "Dispensing…",
         _M.HERE_YOU_GO: "Here you go",
+        _M.SHORT_RIBBON: "Here you go: a shorter ribbon this time",
         _M.TRY_LATER: "Paper was dispensed to you recently, please try again later",
         _M.BUTTON_WAIT: "The button was used a moment ago, please try again shortly",
         _M.OUT_OF_PAPER: "Out of paper — please ask staff",
         _M.UNAVAILABLE: "Temporarily unavailable",
+        _M.BUTTON_HINT: "No face scan? Press the button",
     }),
     "zh": MappingProxyType({
         _M.WELCOME: "请看向摄像头取纸，或按下按钮（无需刷脸）",
@@ -62,14 +70,18 @@ TEXTS: MappingProxyType[str, MappingProxyType[Message, str]] = MappingProxyType(
         _M.HOLD_STILL: "请保持不动… {percent}%",
         _M.DISPENSING: "正在出纸…",
         _M.HERE_YOU_GO: "请取纸",
+        _M.SHORT_RIBBON: "请取纸（本次较短）",
         _M.TRY_LATER: "您近期已领取过纸巾，请稍后再试",
         _M.BUTTON_WAIT: "按钮刚刚使用过，请稍后再试",
         _M.OUT_OF_PAPER: "纸巾已用完，请联系工作人员",
         _M.UNAVAILABLE: "暂时无法使用",
+        _M.BUTTON_HINT: "不想刷脸？请按按钮取纸",
     }),
 })
 
 LANGUAGES: tuple[str, ...] = tuple(TEXTS)
+# What `display.language` may say: one language, or Chinese and English together.
+DISPLAY_LANGUAGES: tuple[str, ...] = ("zh+en", "zh", "en")
 
 
 def render(message: Message, language: str, progress: float | None = None) -> str:
@@ -79,11 +91,24 @@ def render(message: Message, language: str, progress: float | None = None) -> st
     return template.format(percent=percent)
 
 
+def lines(message: Message, display_language: str, progress: float | None = None
+          ) -> tuple[str, ...]:
+    """The text of `message` in each language of `display_language` ("zh+en": Chinese
+    first, then English), in the order the screen shows them."""
+    return tuple(render(message, language, progress)
+                 for language in display_language.split("+"))
+
+
 class Display(Protocol):
     """The screen (or LED + text) in front of the person."""
 
-    def show(self, message: Message, progress: float | None = None) -> None:
-        """Show `message`; called on every step, so implementations skip repeats."""
+    def show(self, message: Message, progress: float | None = None,
+             frame: np.ndarray | None = None) -> None:
+        """Show `message`; called on every step, so implementations skip repeats.
+
+        `frame` is the camera frame read in this step (None: no new one), for a screen's
+        mirrored preview. It is the frame source's own reused, swap-locked buffer: a
+        display may read it until the next step, and keeps no copy of its own."""
         ...
 
 
@@ -93,21 +118,22 @@ class TerminalDisplay:
     Progress is shown in steps of `progress_step` so a 3 s hold logs a handful of lines,
     not one per frame."""
 
-    def __init__(self, language: str, logger: logging.Logger | None = None,
+    def __init__(self, language: str = "zh+en", logger: logging.Logger | None = None,
                  progress_step: float = 0.25) -> None:
         self._language = language
         self._log = logger or logging.getLogger("dispenser.display")
         self._step = progress_step
         self._last: tuple[Message, int] | None = None
 
-    def show(self, message: Message, progress: float | None = None) -> None:
+    def show(self, message: Message, progress: float | None = None,
+             frame: np.ndarray | None = None) -> None:
         bucket = 0 if progress is None else int(min(max(progress, 0.0), 1.0) / self._step)
         if self._last == (message, bucket):
             return
         self._last = (message, bucket)
         shown = None if progress is None else bucket * self._step
         event(self._log, "display", message=message.value,
-              text=repr(render(message, self._language, shown)))
+              text=repr(" / ".join(lines(message, self._language, shown))))
 
 
 class RecordingDisplay:
@@ -117,7 +143,8 @@ class RecordingDisplay:
         self.shown: list[Message] = []
         self.last_progress: float | None = None
 
-    def show(self, message: Message, progress: float | None = None) -> None:
+    def show(self, message: Message, progress: float | None = None,
+             frame: np.ndarray | None = None) -> None:
         if not self.shown or self.shown[-1] is not message:
             self.shown.append(message)
         self.last_progress = progress

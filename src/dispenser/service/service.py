@@ -151,7 +151,7 @@ class DispenserService:
             self._process(frame, now)
         self._expire(now)
         self._sync_faults(now)
-        self._show(now)
+        self._show(frame if frame is not None and _valid_frame(frame) else None)
         self._report(now)
 
     def run(self, stop: threading.Event) -> None:
@@ -497,7 +497,8 @@ class DispenserService:
         elif self.state is State.FAULT:
             self._fire(Event.FAULT_CLEARED)
 
-    def _show(self, now: float) -> None:
+    def _show(self, frame: np.ndarray | None) -> None:
+        """Tell the display what to say; `frame` (this step's, if any) feeds its preview."""
         state = self.state
         progress: float | None = None
         if state is State.FAULT:
@@ -516,7 +517,7 @@ class DispenserService:
             message = Message.WELCOME
         if self._notice is not None and state in (State.IDLE, State.FACE_SEEN):
             message, progress = self._notice[0], None
-        self._display.show(message, progress)
+        self._display.show(message, progress, frame)
 
     def _report(self, now: float) -> None:
         if self._status_dir is not None and now >= self._next_status_file:

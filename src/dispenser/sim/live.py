@@ -59,7 +59,8 @@ class SimDisplay:
         self.message = Message.WELCOME
         self.progress: float | None = None
 
-    def show(self, message: Message, progress: float | None = None) -> None:
+    def show(self, message: Message, progress: float | None = None,
+             frame: np.ndarray | None = None) -> None:
         self.message, self.progress = message, progress
 
 

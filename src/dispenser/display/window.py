@@ -1,0 +1,61 @@
+"""An OpenCV window: the screen on a desktop (`display.kind = "window"`).
+
+Needs an OpenCV build with GUI support (`opencv-python`, not the headless wheel the
+package depends on: README "OpenCV and preview windows") and a desktop session. Without
+either, opening fails with one line and the service falls back to the terminal display.
+The window shows the picture as the panel would; OpenCV's GUI keeps its own copy of what
+it shows, as any screen does. Our BGR conversion buffer is locked and zeroised on close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from dispenser.display.framebuffer import DisplayDeviceError
+from dispenser.display.layout import Rect
+from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
+
+WINDOW_TITLE = "dispenser"
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
+
+
+class WindowSink:
+    def __init__(self, size: tuple[int, int]) -> None:
+        from dispenser.sim.preview import display_available
+
+        if not display_available():
+            raise DisplayDeviceError("display: no desktop session (DISPLAY or "
+                                     "WAYLAND_DISPLAY unset) for display.kind = window")
+        cv2 = _cv2()
+        try:
+            cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            raise DisplayDeviceError("display: this OpenCV has no window support "
+                                     "(opencv-python-headless); see README 'OpenCV and "
+                                     "preview windows'") from None
+        self.size = size
+        self._bgr = locked_buffer((size[1], size[0], 3), np.uint8)
+
+    @property
+    def name(self) -> str:
+        return f"window {self.size[0]}x{self.size[1]}"
+
+    def write(self, canvas: np.ndarray, rects: list[Rect]) -> None:
+        cv2 = _cv2()
+        cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR, dst=self._bgr)
+        cv2.imshow(WINDOW_TITLE, self._bgr)
+        cv2.waitKey(1)
+
+    def close(self) -> None:
+        zeroise(self._bgr)
+        unlock_pages(self._bgr)
+        with contextlib.suppress(Exception):   # the user may have closed it already
+            _cv2().destroyWindow(WINDOW_TITLE)
