@@ -25,6 +25,12 @@ def test_defaults_are_the_documented_laptop_defaults() -> None:
     assert s.dispense.ribbon_mm == 600
     assert s.vision.hold_still_s == 3.0
     assert s.serial.port == "sim"
+    assert (s.display.kind, s.display.language, s.display.preview) == (
+        "terminal", "zh+en", True)
+
+
+def test_a_boolean_setting_takes_true_or_false() -> None:
+    assert settings_from_mapping({"display": {"preview": False}}).display.preview is False
 
 
 def test_settings_are_frozen() -> None:
@@ -116,6 +122,15 @@ def test_every_numeric_bound_is_enforced_and_named(key: str, allowed: str) -> No
         ({"store": {"capacity": True}}, "config: store.capacity = True has the wrong type"),
         ({"match": {"threshold": float("nan")}}, "config: match.threshold = nan must be"),
         ({"display": {"language": "fr"}}, "config: display.language = 'fr' is not allowed"),
+        ({"display": {"kind": "hdmi"}}, "config: display.kind = 'hdmi' is not allowed "
+                                        "(allowed one of 'terminal', 'framebuffer', 'window')"),
+        ({"display": {"rotation": 45}}, "config: display.rotation = 45 is not allowed "
+                                        "(allowed one of 0, 90, 180, 270)"),
+        ({"display": {"size": "big"}}, "config: display.size = 'big' is not a size"),
+        ({"display": {"size": "800x9"}}, "config: display.size = '800x9' is not a size"),
+        ({"display": {"preview": "yes"}}, "config: display.preview = 'yes' has the wrong "
+                                          "type (expected true or false)"),
+        ({"display": {"preview": 1}}, "config: display.preview = 1 has the wrong type"),
         ({"log": {"level": "LOUD"}}, "config: log.level = 'LOUD' is not allowed"),
     ],
 )

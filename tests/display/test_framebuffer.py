@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakePanel
+from conftest import FakePanel, read_panel
 
 from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings
@@ -17,16 +17,6 @@ from dispenser.display.framebuffer import DisplayDeviceError, FramebufferSink
 from dispenser.display.layout import Rect
 from dispenser.display.open import open_display
 from dispenser.service.messages import TerminalDisplay
-
-
-def _read(device: Path, width: int, height: int, bpp: int, stride: int) -> np.ndarray:
-    """The panel's pixels back as RGB (RGB565 widened: low bits zero)."""
-    raw = np.frombuffer(device.read_bytes(), np.uint8).reshape(height, stride)
-    if bpp == 32:
-        px = raw[:, :width * 4].reshape(height, width, 4)
-        return px[:, :, 2::-1].copy()                 # B G R X -> R G B
-    v = raw[:, :width * 2].copy().view(np.uint16).reshape(height, width).astype(np.uint32)
-    return np.stack([(v >> 11) << 3, ((v >> 5) & 63) << 2, (v & 31) << 3], 2).astype(np.uint8)
 
 
 def _picture(width: int, height: int) -> np.ndarray:
@@ -53,7 +43,7 @@ def test_a_whole_picture_lands_in_the_panels_format(fake_panel: FakePanel,
     picture = _picture(width, height)
     sink.write(picture, [Rect(0, 0, width, height)])
     sink.close()
-    assert np.array_equal(_read(device, width, height, bpp, stride), _quantised(picture, bpp))
+    assert np.array_equal(read_panel(device, width, height, bpp, stride), _quantised(picture, bpp))
     padding = np.frombuffer(device.read_bytes(), np.uint8).reshape(height, stride)
     assert not padding[:, width * bpp // 8:].any()
 
@@ -64,7 +54,7 @@ def test_only_the_changed_rectangle_is_written(fake_panel: FakePanel) -> None:
     picture = _picture(320, 240)
     sink.write(picture, [Rect(10, 20, 30, 40)])
     sink.close()
-    shown = _read(device, 320, 240, 32, 320 * 4)
+    shown = read_panel(device, 320, 240, 32, 320 * 4)
     assert np.array_equal(shown[20:60, 10:40], picture[20:60, 10:40])
     shown[20:60, 10:40] = 0
     assert not shown.any()
@@ -79,7 +69,7 @@ def test_rotation_turns_the_picture_clockwise(fake_panel: FakePanel, rotation: i
     picture = _picture(width, height)
     sink.write(picture, [Rect(0, 0, width // 2, height // 3), Rect(0, 0, width, height)])
     sink.close()
-    shown = _read(device, 320, 240, 32, 320 * 4)
+    shown = read_panel(device, 320, 240, 32, 320 * 4)
     # np.rot90 turns counter-clockwise: k = -rotation/90 is the clockwise turn.
     assert np.array_equal(shown, np.rot90(picture, k=-rotation // 90))
 
@@ -90,7 +80,7 @@ def test_a_partial_rectangle_lands_where_rotation_puts_it(fake_panel: FakePanel)
     picture = _picture(*sink.size)
     sink.write(picture, [Rect(5, 7, 20, 11)])
     sink.close()
-    shown = _read(device, 320, 240, 16, 640)
+    shown = read_panel(device, 320, 240, 16, 640)
     expected = np.zeros_like(shown)
     turned = np.rot90(_quantised(picture, 16), k=-1)
     mask = np.zeros(picture.shape[:2], bool)

@@ -35,12 +35,14 @@ def test_hardening_settings(unit: dict[str, list[str]], key: str, value: str) ->
     assert unit.get(key) == [value]
 
 
-def test_memory_can_be_locked_and_only_camera_and_serial_devices_are_open(
+def test_memory_can_be_locked_and_only_camera_serial_and_panel_devices_are_open(
         unit: dict[str, list[str]]) -> None:
     limit = unit["LimitMEMLOCK"][0]
     assert limit.endswith("M") and int(limit[:-1]) >= 64
     allowed = {v.split()[0] for v in unit["DeviceAllow"]}
-    assert allowed == {"char-video4linux", "char-ttyACM", "char-ttyUSB", "char-media"}
+    assert allowed == {"char-video4linux", "char-ttyACM", "char-ttyUSB", "char-media",
+                       "/dev/fb0"}
+    assert "video" in unit["SupplementaryGroups"][0].split()     # /dev/fb0's group
     assert "MemoryDenyWriteExecute" not in unit          # numba / onnxruntime JIT code
 
 
