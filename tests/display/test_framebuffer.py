@@ -20,11 +20,14 @@ from dispenser.service.messages import TerminalDisplay
 
 
 def _picture(width: int, height: int) -> np.ndarray:
+    """A random picture (BGR, as the painter's canvas is)."""
     rng = np.random.default_rng(width * height)
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def _quantised(rgb: np.ndarray, bpp: int) -> np.ndarray:
+def _quantised(bgr: np.ndarray, bpp: int) -> np.ndarray:
+    """What the panel shows of picture `bgr`, as RGB (RGB565 keeps 5-6-5 bits)."""
+    rgb = bgr[:, :, ::-1]
     if bpp == 32:
         return rgb
     return rgb & np.array([0xF8, 0xFC, 0xF8], np.uint8)
@@ -55,7 +58,7 @@ def test_only_the_changed_rectangle_is_written(fake_panel: FakePanel) -> None:
     sink.write(picture, [Rect(10, 20, 30, 40)])
     sink.close()
     shown = read_panel(device, 320, 240, 32, 320 * 4)
-    assert np.array_equal(shown[20:60, 10:40], picture[20:60, 10:40])
+    assert np.array_equal(shown[20:60, 10:40], _quantised(picture, 32)[20:60, 10:40])
     shown[20:60, 10:40] = 0
     assert not shown.any()
 
@@ -71,7 +74,7 @@ def test_rotation_turns_the_picture_clockwise(fake_panel: FakePanel, rotation: i
     sink.close()
     shown = read_panel(device, 320, 240, 32, 320 * 4)
     # np.rot90 turns counter-clockwise: k = -rotation/90 is the clockwise turn.
-    assert np.array_equal(shown, np.rot90(picture, k=-rotation // 90))
+    assert np.array_equal(shown, np.rot90(_quantised(picture, 32), k=-rotation // 90))
 
 
 def test_a_partial_rectangle_lands_where_rotation_puts_it(fake_panel: FakePanel) -> None:

@@ -83,12 +83,12 @@ def test_text_is_drawn_where_the_layout_says(font: FontFile, size: tuple[int, in
 
 
 def _angle_colour(painter: Painter, degrees: float) -> tuple[int, ...]:
-    """The canvas colour on the ring at `degrees` clockwise from the top."""
+    """The colour (RGB) on the ring at `degrees` clockwise from the top."""
     o = painter.layout.oval
     a = math.radians(degrees - 90)
     x = round(o.cx + o.rx * math.cos(a))
     y = round(o.cy + o.ry * math.sin(a))
-    return tuple(int(v) for v in painter.canvas[y, x])
+    return tuple(int(v) for v in painter.canvas[y, x, ::-1])
 
 
 @pytest.mark.parametrize("size", SIZES[:2], ids=lambda s: f"{s[0]}x{s[1]}")

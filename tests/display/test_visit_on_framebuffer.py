@@ -103,7 +103,7 @@ def _text_panels(font: FontFile) -> dict[bytes, str]:
                     Message.DISPENSING, Message.UNAVAILABLE):
         painter = Painter(W, H, font, "zh+en")
         painter.paint(message)
-        names[_text_area(painter.canvas, painter.layout)] = message.value
+        names[_text_area(painter.canvas[:, :, ::-1], painter.layout)] = message.value
         painter.close()
     return names
 
@@ -188,6 +188,6 @@ message_s = 3.0
     # A stopped machine says "temporarily unavailable" and shows no camera picture.
     painter = Painter(W, H, font, "zh+en")
     painter.paint(Message.UNAVAILABLE)
-    expected = painter.canvas & np.array([0xF8, 0xFC, 0xF8], np.uint8)
+    expected = painter.canvas[:, :, ::-1] & np.array([0xF8, 0xFC, 0xF8], np.uint8)
     painter.close()
     assert np.array_equal(read_panel(device, W, H, 16, W * 2), expected)

@@ -57,7 +57,7 @@ def write_demo(out: Path, size: tuple[int, int], language: str, font: FontFile, 
         try:
             painter.paint(message, progress, frame)
             path = out / f"{message.value}.png"
-            if not cv2.imwrite(str(path), painter.canvas[:, :, ::-1],
+            if not cv2.imwrite(str(path), painter.canvas,
                                [cv2.IMWRITE_PNG_COMPRESSION, 9]):
                 from dispenser.errors import DispenserError
 

@@ -98,28 +98,38 @@ def device_rect(rect: Rect, rotation: int, logical_w: int, logical_h: int) -> Re
     return rect
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pixel(canvas: np.ndarray, ly: int, lx: int, rgb565: bool) -> np.uint32:  # pragma: no cover
+    b = np.uint32(canvas[ly, lx, 0])          # the picture is BGR (OpenCV's order)
+    g = np.uint32(canvas[ly, lx, 1])
+    r = np.uint32(canvas[ly, lx, 2])
+    if rgb565:
+        return ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
+    return (r << 16) | (g << 8) | b
+
+
 @njit(cache=True, nogil=True)
 def _convert(canvas: np.ndarray, out: np.ndarray, x0: int, y0: int, x1: int, y1: int,
              rotation: int, rgb565: bool) -> None:  # pragma: no cover - compiled
-    """Device pixels [y0:y1, x0:x1] of `out` from the RGB picture `canvas`, in place."""
+    """Device pixels [y0:y1, x0:x1] of `out` from the BGR picture `canvas`, in place (one
+    loop per rotation, so the inner loop has no branch)."""
     lh, lw = canvas.shape[0], canvas.shape[1]
-    for dy in range(y0, y1):
-        for dx in range(x0, x1):
-            if rotation == 90:
-                ly, lx = lh - 1 - dx, dy
-            elif rotation == 180:
-                ly, lx = lh - 1 - dy, lw - 1 - dx
-            elif rotation == 270:
-                ly, lx = dx, lw - 1 - dy
-            else:
-                ly, lx = dy, dx
-            r = np.uint32(canvas[ly, lx, 0])
-            g = np.uint32(canvas[ly, lx, 1])
-            b = np.uint32(canvas[ly, lx, 2])
-            if rgb565:
-                out[dy, dx] = ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
-            else:
-                out[dy, dx] = (r << 16) | (g << 8) | b
+    if rotation == 0:
+        for dy in range(y0, y1):
+            for dx in range(x0, x1):
+                out[dy, dx] = _pixel(canvas, dy, dx, rgb565)
+    elif rotation == 180:
+        for dy in range(y0, y1):
+            for dx in range(x0, x1):
+                out[dy, dx] = _pixel(canvas, lh - 1 - dy, lw - 1 - dx, rgb565)
+    elif rotation == 90:
+        for dy in range(y0, y1):
+            for dx in range(x0, x1):
+                out[dy, dx] = _pixel(canvas, lh - 1 - dx, dy, rgb565)
+    else:
+        for dy in range(y0, y1):
+            for dx in range(x0, x1):
+                out[dy, dx] = _pixel(canvas, dx, lw - 1 - dy, rgb565)
 
 
 class FramebufferSink:
@@ -139,7 +149,11 @@ class FramebufferSink:
                                      f"{exc.strerror}{hint}") from None
         self._bytes_pp = self.info.bits_per_pixel // 8
         dtype = np.uint16 if self.info.bits_per_pixel == 16 else np.uint32
-        self._pixels = locked_buffer((self.info.height, self.info.width), dtype)
+        # The whole panel in its own format, rows as long as the stride (padding included)
+        # where the stride is a whole number of pixels: a band of rows is then one write.
+        self._row_px = (self.info.stride // self._bytes_pp
+                        if self.info.stride % self._bytes_pp == 0 else self.info.width)
+        self._pixels = locked_buffer((self.info.height, self._row_px), dtype)
 
     @property
     def name(self) -> str:
@@ -147,7 +161,7 @@ class FramebufferSink:
         return f"framebuffer {self.device} {w}x{h} {self.info.format} rotation {self.rotation}"
 
     def write(self, canvas: np.ndarray, rects: list[Rect]) -> None:
-        """Convert and write `rects` of `canvas` (the picture, RGB) to the device."""
+        """Convert and write `rects` of `canvas` (the picture, BGR) to the device."""
         lw, lh = self.size
         for rect in rects:
             d = device_rect(rect, self.rotation, lw, lh)
@@ -156,9 +170,10 @@ class FramebufferSink:
             self._write_rows(d)
 
     def _write_rows(self, d: Rect) -> None:
+        """The rows `d` spans, whole, in one write (this buffer mirrors the panel, so the
+        columns outside `d` are rewritten with what they already show), else row by row."""
         stride, bpp = self.info.stride, self._bytes_pp
-        full_rows = d.x == 0 and d.w == self.info.width and stride == d.w * bpp
-        if full_rows:
+        if self._row_px * bpp == stride:
             self._pwrite(self._pixels[d.y:d.bottom].data.cast("B"), d.y * stride)
             return
         for y in range(d.y, d.bottom):

@@ -1,4 +1,4 @@
-"""Draws one screen state into an RGB canvas and says which rectangles changed.
+"""Draws one screen state into a BGR canvas and says which rectangles changed.
 
 Three areas (`layout`): the guide (camera picture + face oval + ring, or a state colour
 and icon), the text panel, and the footer (drawn once). An area is redrawn only when
@@ -6,16 +6,18 @@ what it shows changed, and `paint` returns the rectangles it touched, so a sink 
 only those to the panel: while someone holds still, a new camera frame changes the guide
 and a new percentage the text; nothing else is touched.
 
-The camera picture. It is read from the frame source's own locked buffer, scaled into one
-locked scratch buffer and mirrored into the canvas; both are locked against swap and the
-scratch is overwritten with zeros as soon as a result screen replaces the picture, and on
-`close()` (the canvas too). Pillow never sees it (Pillow only draws text, into its own
-images); the oval and the ring are drawn onto the canvas in place by OpenCV. No other
-copy is made (tests/display/test_preview_memory.py scans the process memory for it).
+The camera picture. It is read from the frame source's own locked buffer, scaled by
+OpenCV straight into the canvas and mirrored there in place: the canvas (locked against
+swap, zeroised on `close()`) is the only buffer of ours that holds it, and a result screen
+overwrites it. Pillow never sees it (Pillow only draws text, into its own images); the
+oval and the ring are written over it in place. No other copy is made
+(tests/display/test_preview_memory.py scans the process memory for it). The canvas is in
+OpenCV's channel order (BGR) so that no pass is spent swapping channels; the sinks convert.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Any
 
@@ -33,6 +35,7 @@ from dispenser.service.messages import Message, lines
 _PREVIEW_EMPTY = (30, 34, 42)       # the guide area with no camera picture
 _TEXT_CACHE = 24                    # rendered text panels kept (no camera data in them)
 _PROGRESS_STEPS = 100               # the ring moves in 1 % steps
+_TEXT_STEPS = 10                    # ... the percentage in the text in 10 % steps
 
 
 def _cv2() -> Any:
@@ -47,6 +50,18 @@ def _progress_key(progress: float | None) -> int | None:
     return round(min(max(progress, 0.0), 1.0) * _PROGRESS_STEPS)
 
 
+def _bgr(rgb: screens.RGB) -> tuple[int, int, int]:
+    return rgb[2], rgb[1], rgb[0]
+
+
+def _text_progress(progress: float | None) -> float | None:
+    """The progress the text says: in 10 % steps, so a hold redraws its text ten times
+    (each rendered once and then reused) while the ring moves every frame."""
+    if progress is None:
+        return None
+    return math.floor(min(max(progress, 0.0), 1.0) * _TEXT_STEPS) / _TEXT_STEPS
+
+
 class Painter:
     """The picture on a `width` x `height` panel, in the panel's own orientation."""
 
@@ -56,14 +71,14 @@ class Painter:
         self.font = font
         self.language = language
         self.preview = preview
-        self.canvas = locked_buffer((height, width, 3), np.uint8)       # RGB
-        guide = self.layout.guide
-        self._scratch = locked_buffer((guide.h, guide.w, 3), np.uint8)  # scaled picture, BGR
+        self.canvas = locked_buffer((height, width, 3), np.uint8)       # BGR
         self._have_picture = False
         self._guide_key: tuple[Any, ...] | None = None
         self._text_key: tuple[str, ...] | None = None
         self._texts: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
         self._fresh = True
+        self._ring_band = self._band(self.layout.oval.ring_px)
+        self._idle_band = self._band(max(2, self.layout.oval.ring_px // 2))
         short = min(width, height)
         self._max_px = max(12, round(short * 0.12))
         self._min_px = max(10, round(short * 0.045))
@@ -76,7 +91,7 @@ class Painter:
         if given) and return the rectangles that changed."""
         dirty: list[Rect] = []
         if self._fresh:
-            self.canvas[...] = screens.BACKGROUND
+            self.canvas[...] = _bgr(screens.BACKGROUND)
             self._draw_footer()
             self._fresh = False
             dirty.append(self.layout.screen)
@@ -84,37 +99,37 @@ class Painter:
         if screen.look is Look.GUIDE and self.preview and frame is not None:
             self._take_picture(frame)
             self._guide_key = None
-        elif screen.look is Look.RESULT and self._have_picture:
-            self._drop_picture()
+        elif screen.look is Look.RESULT:
+            self._have_picture = False      # the result's colour overwrites the picture
         ring = _progress_key(progress) if message is Message.HOLD_STILL else None
         guide_key = (screen, ring)
         if guide_key != self._guide_key:
             self._guide_key = guide_key
             self._draw_guide(screen, ring)
             dirty.append(self.layout.guide)
-        text = lines(message, self.language, progress)
+        text = lines(message, self.language, _text_progress(progress))
         if text != self._text_key:
             self._text_key = text
-            self._draw_text(text, self.text_lines(message, progress))
+            self._draw_text(text, self.text_lines(message, _text_progress(progress)))
             dirty.append(self.layout.text)
         return dirty if not dirty or dirty[0] != self.layout.screen else [self.layout.screen]
 
     def close(self) -> None:
-        """Overwrite the canvas and the picture scratch with zeros and unlock them."""
-        for buffer in (self._scratch, self.canvas):
-            zeroise(buffer)
-            unlock_pages(buffer)
+        """Overwrite the canvas with zeros and unlock it."""
+        zeroise(self.canvas)
+        unlock_pages(self.canvas)
         self._have_picture = False
         self._fresh = True
 
     def buffers_zero(self) -> bool:
-        """True when neither buffer holds anything (tests)."""
-        return not self._scratch.any() and not self.canvas.any()
+        """True when the canvas holds nothing (tests)."""
+        return not self.canvas.any()
 
     # ---------------------------------------------------------------- the camera picture
 
     def _take_picture(self, frame: np.ndarray) -> None:
-        """Scale the centre of `frame` (the guide's aspect ratio) into the scratch buffer."""
+        """Scale the centre of `frame` (the guide's aspect ratio) into the guide, mirrored
+        (the visitor sees themselves as in a mirror)."""
         cv2 = _cv2()
         guide = self.layout.guide
         fh, fw = frame.shape[:2]
@@ -123,13 +138,11 @@ class Painter:
         else:
             cw, ch = fw, max(1, fw * guide.h // guide.w)
         x0, y0 = (fw - cw) // 2, (fh - ch) // 2
-        cv2.resize(frame[y0:y0 + ch, x0:x0 + cw], (guide.w, guide.h), dst=self._scratch,
+        area = self._area(guide)
+        cv2.resize(frame[y0:y0 + ch, x0:x0 + cw], (guide.w, guide.h), dst=area,
                    interpolation=cv2.INTER_LINEAR)
+        cv2.flip(area, 1, dst=area)
         self._have_picture = True
-
-    def _drop_picture(self) -> None:
-        zeroise(self._scratch)
-        self._have_picture = False
 
     # ------------------------------------------------------------------------ areas
 
@@ -139,30 +152,43 @@ class Painter:
     def _draw_guide(self, screen: screens.Screen, ring: int | None) -> None:
         area = self._area(self.layout.guide)
         if screen.look is Look.RESULT:
-            area[...] = screen.colour
+            area[...] = _bgr(screen.colour)
             assert screen.icon is not None
             self._draw_icon(screen.icon)
             return
-        if self._have_picture:
-            area[...] = self._scratch[:, ::-1, ::-1]     # mirrored, BGR -> RGB
-        else:
-            area[...] = _PREVIEW_EMPTY
+        if not self._have_picture:
+            area[...] = _bgr(_PREVIEW_EMPTY)
+        # Else the picture is there: the oval below covers its own pixels completely,
+        # so a new ring position needs no new picture.
         self._draw_oval(ring)
 
     def _draw_oval(self, ring: int | None) -> None:
+        """The grey guide, or the ring filled clockwise from the top to `ring` percent.
+
+        Drawn by writing precomputed pixel lists (sorted by angle) rather than by OpenCV's
+        anti-aliased ellipse: it is redrawn over every camera frame, and this costs a
+        tenth as much."""
+        pixels = self.canvas.reshape(-1, 3)
+        if ring is None:
+            pixels[self._idle_band[0]] = _bgr(screens.GUIDE_IDLE)
+            return
+        where, angles = self._ring_band
+        k = int(np.searchsorted(angles, 360.0 * ring / _PROGRESS_STEPS))
+        pixels[where[k:]] = _bgr(screens.RING_TRACK)
+        pixels[where[:k]] = _bgr(screens.RING_FILL)
+
+    def _band(self, thickness: int) -> tuple[np.ndarray, np.ndarray]:
+        """The oval's pixels at `thickness` (flat canvas indices) and their angles
+        clockwise from the top (degrees, the ellipse's own parameter, as OpenCV draws
+        arcs), sorted by angle."""
         cv2 = _cv2()
         o = self.layout.oval
-        centre, axes = (o.cx, o.cy), (o.rx, o.ry)
-        if ring is None:
-            cv2.ellipse(self.canvas, centre, axes, 0, 0, 360, screens.GUIDE_IDLE,
-                        max(2, o.ring_px // 2), cv2.LINE_AA)
-            return
-        cv2.ellipse(self.canvas, centre, axes, 0, 0, 360, screens.RING_TRACK, o.ring_px,
-                    cv2.LINE_AA)
-        if ring > 0:
-            end = -90 + 360 * ring / _PROGRESS_STEPS
-            cv2.ellipse(self.canvas, centre, axes, 0, -90, end, screens.RING_FILL,
-                        o.ring_px, cv2.LINE_AA)
+        mask = np.zeros(self.canvas.shape[:2], np.uint8)
+        cv2.ellipse(mask, (o.cx, o.cy), (o.rx, o.ry), 0, 0, 360, 255, thickness)
+        ys, xs = np.nonzero(mask)
+        angles = (np.degrees(np.arctan2((ys - o.cy) / o.ry, (xs - o.cx) / o.rx)) + 90.0) % 360
+        order = np.argsort(angles, kind="stable")
+        return (ys * self.layout.width + xs)[order], angles[order]
 
     def _draw_icon(self, icon: Icon) -> None:
         cv2 = _cv2()
@@ -221,12 +247,12 @@ class Painter:
         for line in placed:
             draw.text((line.x - box.x, line.y - box.y), line.text, fill=screens.TEXT,
                       font=font_at(self.font, line.px))
-        return np.asarray(image)
+        return np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
 
     def _draw_footer(self) -> None:
         cv2 = _cv2()
         f, ft = self.layout.footer, self.layout.footer_text
-        self._area(f)[...] = screens.FOOTER
+        self._area(f)[...] = _bgr(screens.FOOTER)
         r = max(6, round(f.h * 0.30))
         centre = (f.x + f.h // 2 + self.layout.margin // 2, f.y + f.h // 2)
         cv2.circle(self.canvas, centre, r, screens.TEXT, max(2, r // 4), cv2.LINE_AA)

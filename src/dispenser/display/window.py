@@ -4,7 +4,7 @@ Needs an OpenCV build with GUI support (`opencv-python`, not the headless wheel 
 package depends on: README "OpenCV and preview windows") and a desktop session. Without
 either, opening fails with one line and the service falls back to the terminal display.
 The window shows the picture as the panel would; OpenCV's GUI keeps its own copy of what
-it shows, as any screen does. Our BGR conversion buffer is locked and zeroised on close.
+it shows, as any screen does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 
 from dispenser.display.framebuffer import DisplayDeviceError
 from dispenser.display.layout import Rect
-from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
 
 WINDOW_TITLE = "dispenser"
 
@@ -42,7 +41,6 @@ class WindowSink:
                                      "(opencv-python-headless); see README 'OpenCV and "
                                      "preview windows'") from None
         self.size = size
-        self._bgr = locked_buffer((size[1], size[0], 3), np.uint8)
 
     @property
     def name(self) -> str:
@@ -50,12 +48,9 @@ class WindowSink:
 
     def write(self, canvas: np.ndarray, rects: list[Rect]) -> None:
         cv2 = _cv2()
-        cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR, dst=self._bgr)
-        cv2.imshow(WINDOW_TITLE, self._bgr)
+        cv2.imshow(WINDOW_TITLE, canvas)
         cv2.waitKey(1)
 
     def close(self) -> None:
-        zeroise(self._bgr)
-        unlock_pages(self._bgr)
         with contextlib.suppress(Exception):   # the user may have closed it already
             _cv2().destroyWindow(WINDOW_TITLE)
