@@ -120,3 +120,22 @@ def test_before_holding_still_the_guide_is_a_grey_oval(font: FontFile) -> None:
             screens.GUIDE_IDLE}
     finally:
         painter.close()
+
+
+def test_the_camera_picture_is_mirrored_and_fills_the_guide(font: FontFile) -> None:
+    """The visitor sees themselves as in a mirror: the camera's left is the screen's
+    right. Without a picture (preview off) the guide is plain."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, :320] = (0, 0, 200)              # the camera's left half is red (BGR)
+    painter = Painter(800, 480, font, "en")
+    plain = Painter(800, 480, font, "en", preview=False)
+    try:
+        painter.paint(Message.WELCOME, None, frame)
+        plain.paint(Message.WELCOME, None, frame)
+        g = painter.layout.guide
+        row = painter.canvas[g.y + 3, g.x:g.right]
+        assert tuple(row[-3]) == (0, 0, 200) and tuple(row[2]) == (0, 0, 0)
+        assert not (plain.canvas[g.y + 3, g.x:g.right] == (0, 0, 200)).all(axis=1).any()
+    finally:
+        painter.close()
+        plain.close()

@@ -8,8 +8,10 @@ per row, which may exceed width x bytes per pixel). The sysfs root is a setting
 
 Only the rectangles the painter changed are converted (in the panel's own orientation,
 `display.rotation` applied) into one locked buffer of device pixels and written with
-`pwrite` row by row: the device memory is never mapped into this process, and the
-conversion buffer is overwritten with zeros on `close()`.
+`pwrite`, a band of rows at a time: the device memory is never mapped into this process,
+and the conversion buffer is overwritten with zeros on `close()`. Unrotated, OpenCV's
+vectorised colour conversion does the work (its BGR565 and BGRA layouts are exactly the
+panel's RGB565 and XRGB8888 in memory); a rotated panel goes through a compiled loop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -27,6 +30,12 @@ from dispenser.errors import EXIT_FAILURE, DispenserError
 from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
 
 FORMATS = {16: "RGB565", 32: "XRGB8888"}
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
 
 
 class DisplayDeviceError(DispenserError):
@@ -163,10 +172,19 @@ class FramebufferSink:
     def write(self, canvas: np.ndarray, rects: list[Rect]) -> None:
         """Convert and write `rects` of `canvas` (the picture, BGR) to the device."""
         lw, lh = self.size
+        rgb565 = self.info.bits_per_pixel == 16
         for rect in rects:
             d = device_rect(rect, self.rotation, lw, lh)
-            _convert(canvas, self._pixels, d.x, d.y, d.right, d.bottom, self.rotation,
-                     self.info.bits_per_pixel == 16)
+            if self.rotation == 0:
+                cv2 = _cv2()
+                target = self._pixels[d.y:d.bottom, d.x:d.right].view(np.uint8).reshape(
+                    d.h, d.w, self._bytes_pp)
+                cv2.cvtColor(canvas[d.y:d.bottom, d.x:d.right],
+                             cv2.COLOR_BGR2BGR565 if rgb565 else cv2.COLOR_BGR2BGRA,
+                             dst=target)
+            else:
+                _convert(canvas, self._pixels, d.x, d.y, d.right, d.bottom, self.rotation,
+                         rgb565)
             self._write_rows(d)
 
     def _write_rows(self, d: Rect) -> None:

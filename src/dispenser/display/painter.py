@@ -139,8 +139,10 @@ class Painter:
             cw, ch = fw, max(1, fw * guide.h // guide.w)
         x0, y0 = (fw - cw) // 2, (fh - ch) // 2
         area = self._area(guide)
+        # Nearest-neighbour: half the cost of bilinear, and at the 0.7-1.3x scales of a
+        # camera frame to a panel's guide, no visible difference in a live mirror.
         cv2.resize(frame[y0:y0 + ch, x0:x0 + cw], (guide.w, guide.h), dst=area,
-                   interpolation=cv2.INTER_LINEAR)
+                   interpolation=cv2.INTER_NEAREST)
         cv2.flip(area, 1, dst=area)
         self._have_picture = True
 
