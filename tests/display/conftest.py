@@ -1,13 +1,13 @@
 """Fixtures of the screen tests: the bundled font, and a fake panel (a framebuffer file
-plus the sysfs directory that describes it)."""
+plus the sysfs directory that describes it; panel_doubles.py, imported by module name:
+tests/ is not a package)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
+from panel_doubles import FakePanel
 
 from dispenser.display.fonts import FontFile, choose_font
 
@@ -15,9 +15,6 @@ from dispenser.display.fonts import FontFile, choose_font
 @pytest.fixture(scope="session")
 def font() -> FontFile:
     return choose_font("bundled")
-
-
-FakePanel = Callable[..., tuple[Path, Path]]
 
 
 @pytest.fixture
@@ -39,14 +36,3 @@ def fake_panel(tmp_path: Path) -> FakePanel:
         return device, sysfs
 
     return make
-
-
-def read_panel(device: Path, width: int, height: int, bpp: int, stride: int) -> np.ndarray:
-    """The panel's pixels back as RGB (RGB565 widened: low bits zero)."""
-    raw = np.frombuffer(device.read_bytes(), np.uint8)[:stride * height].reshape(height,
-                                                                                stride)
-    if bpp == 32:
-        px = raw[:, :width * 4].reshape(height, width, 4)
-        return px[:, :, 2::-1].copy()                 # B G R X -> R G B
-    v = raw[:, :width * 2].copy().view(np.uint16).reshape(height, width).astype(np.uint32)
-    return np.stack([(v >> 11) << 3, ((v >> 5) & 63) << 2, (v & 31) << 3], 2).astype(np.uint8)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakePanel, read_panel
+from panel_doubles import FakePanel, read_panel
 
 from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakePanel
+from panel_doubles import FakePanel
 
 from dispenser.display.fonts import FontFile
 from dispenser.display.framebuffer import FramebufferSink
