@@ -1,14 +1,11 @@
 """The whole visit on a (test) framebuffer: welcome, the hold-still ring filling, "here you
 go", then "try later" for the same face; the real vision pipeline, store and service, the
-screen's own drawing thread and the framebuffer sink, a panel that is a plain file. And
-`dispenser run --source VIDEO` with display.kind = "framebuffer" as a process."""
+screen's own drawing thread and the framebuffer sink, a panel that is a plain file.
+(`dispenser run --source VIDEO` on a framebuffer: tests/service/test_service_run_command.py.)"""
 
 from __future__ import annotations
 
 import math
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -149,46 +146,3 @@ def test_a_visit_and_a_return_on_a_framebuffer(
                 "try_later", "unavailable"]
     it = iter(seen)
     assert all(state in it for state in expected), seen
-
-
-def test_dispenser_run_draws_the_visit_on_a_framebuffer(
-        tmp_path: Path, fake_panel: FakePanel, data_dir: Path, font: FontFile) -> None:
-    device, sysfs = fake_panel(W, H, 16)
-    empty, face = _scene(data_dir)
-    video = tmp_path / "visit.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
-    for frame, seconds in ((empty, 1.0), (face, 3.0)):
-        for _ in range(round(seconds * FPS)):
-            writer.write(frame)
-    writer.release()
-    config = tmp_path / "dispenser.toml"
-    config.write_text(f"""
-[vision]
-hold_still_s = 1.0
-threads = 1
-decision_cooldown_s = 600.0
-[serial]
-port = "sim"
-[display]
-kind = "framebuffer"
-device = "{device}"
-sysfs = "{sysfs}"
-message_s = 3.0
-""", encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "dispenser", "run", "--config", str(config), "--source",
-         str(video), "--every-frame", "--status-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=180, check=False)
-    assert done.returncode == 0, done.stderr
-    log = done.stderr
-    assert re.search(rf"screen panel='framebuffer {re.escape(str(device))} 800x480 RGB565 "
-                     r"rotation 0' font='bundled Noto Sans SC subset' language=zh\+en", log)
-    shown = re.findall(r"display message=(\w+)", log)
-    it = iter(shown)
-    assert all(m in it for m in ("welcome", "hold_still", "here_you_go")), shown
-    # A stopped machine says "temporarily unavailable" and shows no camera picture.
-    painter = Painter(W, H, font, "zh+en")
-    painter.paint(Message.UNAVAILABLE)
-    expected = painter.canvas[:, :, ::-1] & np.array([0xF8, 0xFC, 0xF8], np.uint8)
-    painter.close()
-    assert np.array_equal(read_panel(device, W, H, 16, W * 2), expected)

@@ -39,7 +39,7 @@ def _video(path: Path, face: np.ndarray, *, empty_s: float, face_s: float,
     return path
 
 
-def _config(tmp_path: Path, source: Path) -> Path:
+def _config(tmp_path: Path, source: Path, display: str = "") -> Path:
     cfg = tmp_path / "dispenser.toml"
     cfg.write_text(f"""
 [vision]
@@ -54,10 +54,46 @@ source = "{source}"
 port = "sim"
 [display]
 message_s = 3.0
+{display}
 [log]
 status_every_s = 1.0
 """, encoding="utf-8")
     return cfg
+
+
+def test_run_draws_the_visit_on_a_framebuffer(tmp_path: Path, data_dir: Path) -> None:
+    """display.kind = "framebuffer" against a test panel (a file, and a fake sysfs folder
+    saying 800x480 XRGB8888): the service shows welcome, hold still, here you go, and
+    leaves "Temporarily unavailable" on the panel when it stops."""
+    from dispenser.display.fonts import choose_font
+    from dispenser.display.painter import Painter
+    from dispenser.service.messages import Message
+
+    width, height = 800, 480
+    node = tmp_path / "graphics" / "fb0"
+    node.mkdir(parents=True)
+    for name, value in (("virtual_size", f"{width},{height}"), ("bits_per_pixel", "32"),
+                        ("stride", str(width * 4))):
+        (node / name).write_text(value + "\n")
+    panel = tmp_path / "fb0"
+    panel.write_bytes(bytes(width * height * 4))
+    face = cv2.imread(str(data_dir / "astronaut.png"))
+    video = _video(tmp_path / "visit.avi", face, empty_s=1.0, face_s=3.0)
+    display = (f'kind = "framebuffer"\ndevice = "{panel}"\n'
+               f'sysfs = "{node.parent}"\nfont = "bundled"')
+    done = _dispenser("run", "--config", str(_config(tmp_path, video, display)),
+                      "--every-frame", "--status-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"screen panel='framebuffer {re.escape(str(panel))} 800x480 XRGB8888 "
+                     r"rotation 0' font='bundled Noto Sans SC subset' language=zh\+en",
+                     done.stderr), done.stderr
+    shown = iter(re.findall(r"display message=(\w+)", done.stderr))
+    assert all(m in shown for m in ("welcome", "hold_still", "here_you_go")), done.stderr
+    painter = Painter(width, height, choose_font("bundled"), "zh+en")
+    painter.paint(Message.UNAVAILABLE)
+    on_panel = np.frombuffer(panel.read_bytes(), np.uint8).reshape(height, width, 4)
+    assert np.array_equal(on_panel[:, :, :3], painter.canvas)     # B, G, R (X ignored)
+    painter.close()
 
 
 def test_run_serves_a_face_from_a_video_file_through_firmware_sim(
