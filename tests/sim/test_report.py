@@ -27,7 +27,7 @@ def test_summary_marks_the_configured_settings(short_study: CrowdReport) -> None
     marked = [line for line in lines if line.lstrip().startswith("*")]
     assert len(marked) == 1 and "0.930" in marked[0] and "540" in marked[0]
     # Which statistics the people copy: status, group and file, in the summary.
-    assert any(line.strip().startswith("similarity statistics: provisional: group 'none'")
+    assert any(line.strip().startswith("similarity statistics: provisional: no measured")
                and "no measured table" in line for line in lines)
     # Strangers wrongly refused, beside what the table predicts for the same decisions.
     assert any("strangers wrongly refused" in line and "the table predicts" in line

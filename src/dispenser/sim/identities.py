@@ -33,7 +33,8 @@ The identity is exactly a unit vector, and two identities sharing k levels have 
 `a2 + (1 - a2)(W_k + sum_{l>k} w_l x_l + r x_own)`, each x the cosine of two independent
 random unit vectors in a block. A visit adds isotropic noise: template = normalise(u + s
 g), `g` a unit direction with share `session_share` on a direction fixed for the person's
-session (same day, light, camera) and the rest fresh per visit, `s = sigma *
+session (same day, light, camera) and the rest fresh per visit (the share varies from
+visit to visit, logit-normal around `session_share`: some takes are off), `s = sigma *
 exp(tau_person z_person + tau_visit z_visit)` (log-normal: some faces and some visits are
 harder).
 
@@ -110,7 +111,8 @@ class IdentityModel:
     sigma: float                     # median visit noise (relative to the identity's norm)
     tau_person: float                # log-normal spread of the noise across people
     tau_visit: float                 # ... and across one person's visits
-    session_share: float             # psi: share of the noise fixed for a session
+    session_share: float             # median share of a visit's noise fixed for a session
+    session_spread: float            # log-odds spread of that share across visits
     dim: int = TEMPLATE_DIM
 
     @property
@@ -137,11 +139,20 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def session_shares(share: float, spread: float, z: np.ndarray) -> np.ndarray:
+    """Each visit's share of its noise on the session direction: logit-normal with median
+    `share` and log-odds spread `spread` (z standard normal); 0 stays 0."""
+    if share <= 0.0 or share >= 1.0:
+        return np.full(z.shape, share)
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-(math.log(share / (1.0 - share)) + spread * z)))
+    return out
+
+
 class _GenuineDraws:
     """Common random numbers for the genuine fit: the dot products between an identity
     u and the noise directions of three visits (two in one session, one in another), from
-    real `dim`-dimensional unit vectors, so every (sigma, tau, psi) gives the model's
-    exact genuine cosines and the bisections see smooth functions."""
+    real `dim`-dimensional unit vectors, so every noise setting gives the model's exact
+    genuine cosines and the bisections see smooth functions."""
 
     def __init__(self, dim: int, n: int = 6000) -> None:
         rng = np.random.default_rng(0xF17)
@@ -154,19 +165,23 @@ class _GenuineDraws:
                                                 ("v2", v2), ("v3", v3))}
         self.person = rng.standard_normal(n)
         self.visits = rng.standard_normal((2, n))
+        self.session_z = rng.standard_normal((2, n))
 
-    def scores(self, sigma: float, tau: float, psi: float, same_session: bool) -> np.ndarray:
-        """Genuine cosines: visit 1 against visit 2 (same session) or visit 3 (another)."""
+    def scores(self, sigma: float, tau: float, session: tuple[float, float],
+               same_session: bool) -> np.ndarray:
+        """Genuine cosines: visit 1 against visit 2 (same session) or visit 3 (another);
+        `session` is (median share, spread) of `session_shares`."""
         d, u = self.dots, self.u
-        a, b = math.sqrt(psi), math.sqrt(1.0 - psi)
+        p1, p2 = (session_shares(*session, z) for z in self.session_z)
+        a1, b1, a2, b2 = np.sqrt(p1), np.sqrt(1.0 - p1), np.sqrt(p2), np.sqrt(1.0 - p2)
         other_s, other_v = ("s1", "v2") if same_session else ("s2", "v3")
-        n1 = np.sqrt(1.0 + 2 * a * b * d["s1v1"])
-        n2 = np.sqrt(1.0 + 2 * a * b * d[f"{other_s}{other_v}"])
-        u1 = (a * u["s1"] + b * u["v1"]) / n1
-        u2 = (a * u[other_s] + b * u[other_v]) / n2
+        n1 = np.sqrt(1.0 + 2 * a1 * b1 * d["s1v1"])
+        n2 = np.sqrt(1.0 + 2 * a2 * b2 * d[f"{other_s}{other_v}"])
+        u1 = (a1 * u["s1"] + b1 * u["v1"]) / n1
+        u2 = (a2 * u[other_s] + b2 * u[other_v]) / n2
         ss = 1.0 if same_session else d["s1s2"]
-        cross = (psi * ss + a * b * (d[f"s1{other_v}"] + d[f"{other_s}v1"])
-                 + (1 - psi) * d[f"v1{other_v}"]) / (n1 * n2)
+        cross = (a1 * a2 * ss + a1 * b2 * d[f"s1{other_v}"] + b1 * a2 * d[f"{other_s}v1"]
+                 + b1 * b2 * d[f"v1{other_v}"]) / (n1 * n2)
         half = tau / math.sqrt(2.0)
         x1 = sigma * np.exp(half * (self.person + self.visits[0]))
         x2 = sigma * np.exp(half * (self.person + self.visits[1]))
@@ -184,32 +199,44 @@ def _bisect(f: Callable[[float], float], lo: float, hi: float, steps: int) -> fl
 
 
 def _fit_noise(genuine: Quantiles, same: Quantiles | None,
-               dim: int) -> tuple[float, float, float]:
-    """(sigma, tau, psi): sigma to the genuine median, tau to its 5th percentile (the
-    repeat-takers the machine fails to recognise), psi to the same-session median;
-    alternated, as psi slightly changes the cross-session spread."""
+               dim: int) -> tuple[float, float, tuple[float, float]]:
+    """(sigma, tau, (share, spread)): sigma to the genuine median, tau to its 5th
+    percentile (the repeat-takers the machine fails to recognise); the session share to
+    the same-session median and its spread to the same-session 5th percentile.
+    Alternated, as the session noise slightly changes the cross-session spread."""
     draws = _GenuineDraws(dim)
     median, low = (float(genuine.quantile(p)) for p in (0.5, 0.05))
-    psi = 0.0
+    session = (0.0, 0.0)
 
     def sigma_for(tau: float) -> float:  # the genuine median falls as sigma grows
-        return _bisect(lambda x: median - float(np.median(draws.scores(x, tau, psi, False))),
-                       0.0, 20.0, 30)
+        return _bisect(lambda x: median - float(np.median(
+            draws.scores(x, tau, session, False))), 0.0, 20.0, 30)
 
     def low_at(tau: float) -> float:
-        return float(np.quantile(draws.scores(sigma_for(tau), tau, psi, False), 0.05))
+        return float(np.quantile(draws.scores(sigma_for(tau), tau, session, False), 0.05))
 
-    def psi_for(sigma: float, tau: float, target: float) -> float:
-        return _bisect(lambda x: float(np.median(draws.scores(sigma, tau, x, True)))
-                       - target, 0.0, 1.0, 22)
+    def session_for(sigma: float, tau: float, same: Quantiles) -> tuple[float, float]:
+        same_median, same_low = (float(same.quantile(p)) for p in (0.5, 0.05))
+
+        def share_for(spread: float) -> float:  # the same-session median grows with it
+            return _bisect(lambda x: float(np.median(draws.scores(
+                sigma, tau, (x, spread), True))) - same_median, 1e-4, 1.0 - 1e-4, 20)
+
+        def low_for(spread: float) -> float:
+            return float(np.quantile(draws.scores(
+                sigma, tau, (share_for(spread), spread), True), 0.05))
+
+        spread = (0.0 if low_for(0.0) <= same_low
+                  else _bisect(lambda k: same_low - low_for(k), 0.0, 6.0, 16))
+        return share_for(spread), spread
 
     sigma = tau = 0.0
     for _ in range(3 if same is not None else 1):
         tau = 0.0 if low_at(0.0) <= low else _bisect(lambda t: low - low_at(t), 0.0, 3.0, 22)
         sigma = sigma_for(tau)
         if same is not None:
-            psi = psi_for(sigma, tau, float(same.quantile(0.5)))
-    return sigma, tau, psi
+            session = session_for(sigma, tau, same)
+    return sigma, tau, session
 
 
 def _erfc(x: np.ndarray) -> np.ndarray:
@@ -324,7 +351,7 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
     A table the model cannot reach (a bulk narrower than `dim` random directions allow)
     gets the closest fit; the report shows the sampled quantiles beside the table's."""
     layout = Layout.of(dim)
-    sigma, tau, psi = _fit_noise(genuine, same, dim)
+    sigma, tau, (share, spread) = _fit_noise(genuine, same, dim)
     law = _ImpostorLaw(layout, sigma, tau)
     probabilities = np.array(BULK_P + LEVEL_P)
     target = impostor.quantile(probabilities)
@@ -337,7 +364,8 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
         a2, lookalike, own_dims = fitted
         model = IdentityModel(mean_share=a2, lookalike=tuple(float(x) for x in lookalike),
                               own_dims=own_dims, sigma=sigma, tau_person=half,
-                              tau_visit=half, session_share=psi, dim=dim)
+                              tau_visit=half, session_share=share,
+                              session_spread=spread, dim=dim)
         error = target - impostor_quantiles(Population(model, seed=0xC4EC), probabilities,
                                             _CHECK_PEOPLE, np.random.default_rng(0xC4EC))
         if np.max(np.abs(error)) < 2e-3:
@@ -440,20 +468,21 @@ class Population:
                                 for f in ("identity", "session", "noise")))
 
     def visits(self, people: People, rng: np.random.Generator,
-               scale: np.ndarray | None = None, new_session: bool = False) -> np.ndarray:
+               typical: bool = False, new_session: bool = False) -> np.ndarray:
         """One template per row of `people` (float32, unit rows): a fresh visit noise
-        direction, in the person's session unless `new_session`; `scale` overrides the
-        drawn noise scales (the typical visit)."""
+        direction, in the person's session unless `new_session`. A `typical` visit has the
+        median noise scale (sigma) and the median session share."""
         m, layout = self.model, self.model.layout
         n = len(people)
-        if scale is None:
-            scale = people.noise * np.exp(m.tau_visit * rng.standard_normal(n))
+        z = np.zeros((2, n)) if typical else rng.standard_normal((2, n))
+        scale = (np.full(n, m.sigma) if typical
+                 else people.noise * np.exp(m.tau_visit * z[0]))
         session = people.session
         if new_session:
             session = _unit_rows(rng.standard_normal((n, layout.dim)))
         visit = _unit_rows(rng.standard_normal((n, layout.dim)))
-        direction = _unit_rows(math.sqrt(m.session_share) * session
-                               + math.sqrt(1.0 - m.session_share) * visit)
+        share = session_shares(m.session_share, m.session_spread, z[1])[:, None]
+        direction = _unit_rows(np.sqrt(share) * session + np.sqrt(1.0 - share) * visit)
         raw = people.identity + scale[:, None] * direction
         return _unit_rows(raw @ self._rotation_t).astype(np.float32)
 
@@ -472,7 +501,7 @@ class Population:
         if person < 0:
             raise ValueError(f"person numbers start at 0 (got {person})")
         one = self.numbered(np.array([person]))
-        typical: np.ndarray = self.visits(one, rng, scale=np.array([self.model.sigma]))[0]
+        typical: np.ndarray = self.visits(one, rng, typical=True)[0]
         return typical
 
     def templates(self, people: np.ndarray, rng: np.random.Generator) -> np.ndarray:
