@@ -264,8 +264,8 @@ def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
     ax.axvline(threshold_for(1, report.settings), color="red",
                label="configured threshold (1 live template)")
     ax.set_xlabel("cosine similarity of two templates (synthetic identity model)")
-    ax.set_title(f"Synthetic identities fitted to {report.table.status} group "
-                 f"{report.table.group!r}")
+    group = f" of group {report.table.group!r}" if report.table.group else ""
+    ax.set_title(f"Synthetic identities fitted to {report.table.status} statistics{group}")
     ax.legend()
     return fig
 
