@@ -36,7 +36,7 @@ from dispenser.motor import MotorLink
 from dispenser.service import DispenserService, RecordingDisplay, State
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.state import Transition
-from dispenser.store import TemplateStore
+from dispenser.store import MatchRule, TemplateStore, rule_for
 from dispenser.vision import FacePipeline, FaceTracker
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -77,7 +77,7 @@ class _Visit:
         self.clock = VirtualClock(1000.0)
         self.frame = frame
         self.source = ScriptedSource()
-        self.store = TemplateStore(self.settings.store, threshold=self.settings.match.threshold,
+        self.store = TemplateStore(self.settings.store, rule=rule_for(self.settings),
                                    clock=self.clock, start_sweeper=False,
                                    zeroise_on_signals=False)
         self.hold_done_at: float | None = None
@@ -172,7 +172,7 @@ def test_stage(benchmark: Any, pipeline: FacePipeline, person_frame: np.ndarray,
                            warmup_rounds=2)
     elif stage == "decide":
         pipeline.embed(person_frame, faces[0], out)
-        with TemplateStore(Settings().store, threshold=0.93, clock=clock,
+        with TemplateStore(Settings().store, rule=MatchRule.fixed(0.93), clock=clock,
                            start_sweeper=False, zeroise_on_signals=False) as store:
             def decide() -> None:
                 d = store.decide(out, keep_probe=True)

@@ -14,7 +14,7 @@ import pytest
 
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
-from dispenser.store import TemplateStore
+from dispenser.store import MatchRule, TemplateStore, ThresholdRule
 
 DIM = 128
 THRESHOLD = 0.93
@@ -43,13 +43,15 @@ def _template(seed: int, dim: int = DIM) -> np.ndarray:
 
 @pytest.fixture
 def make_store(clock: VirtualClock) -> Iterator[Callable[..., TemplateStore]]:
-    """Build stores on the test's virtual clock (no sweeper unless asked); all closed after."""
+    """Build stores on the test's virtual clock (no sweeper unless asked); all closed after.
+    The rule is fixed at `threshold` (no short-ribbon band) unless a `rule` is given."""
     made: list[TemplateStore] = []
 
     def build(threshold: float = THRESHOLD, start_sweeper: bool = False,
-              **settings: Any) -> TemplateStore:
-        store = TemplateStore(StoreSettings(**settings), threshold=threshold, dim=DIM,
-                              clock=clock, start_sweeper=start_sweeper)
+              rule: ThresholdRule | None = None, **settings: Any) -> TemplateStore:
+        store = TemplateStore(StoreSettings(**settings), dim=DIM, clock=clock,
+                              rule=rule or MatchRule.fixed(threshold),
+                              start_sweeper=start_sweeper)
         made.append(store)
         return store
 

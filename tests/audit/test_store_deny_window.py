@@ -14,7 +14,7 @@ import pytest
 
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
-from dispenser.store import TemplateStore
+from dispenser.store import MatchRule, TemplateStore
 
 EPS = 1e-6
 
@@ -76,7 +76,7 @@ def test_a_reserved_entry_denies_nobody_even_right_after_boot(
         template: Callable[[int], np.ndarray]) -> None:
     """Shortly after boot the clock reads less than the deny window: only the state, not
     the (zero) commit time, may keep a reserved entry out of the comparison."""
-    with TemplateStore(StoreSettings(), threshold=0.93, clock=VirtualClock(10.0),
+    with TemplateStore(StoreSettings(), rule=MatchRule.fixed(0.93), clock=VirtualClock(10.0),
                        start_sweeper=False) as store:
         assert store.decide(template(1)).dispense
         assert store.decide(template(1)).dispense

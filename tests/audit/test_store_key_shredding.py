@@ -47,8 +47,9 @@ def test_rotation_costs_no_accuracy(clock: VirtualClock,
         decision = store.decide(probe, keep_probe=True)
         assert decision.best_similarity is not None
         worst = max(worst, abs(decision.best_similarity - expected))
-        if abs(expected - store.threshold) > 1e-5:
-            assert decision.dispense == (expected < store.threshold)
+        certain = store.rule.thresholds(decision.live_count).certain
+        if abs(expected - certain) > 1e-5:
+            assert decision.dispense == (expected < certain)
         if decision.reservation is not None:
             store.rollback(decision.reservation)
     assert worst < 1e-5

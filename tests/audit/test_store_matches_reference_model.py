@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
-from dispenser.store import Reservation, TemplateStore
+from dispenser.store import MatchRule, Reservation, TemplateStore
 
 DIM = 128
 THRESHOLD = 0.93
@@ -150,7 +150,7 @@ class StoreVersusReference(RuleBasedStateMachine):
 
     @initialize(s=_store_settings())
     def build(self, s: StoreSettings) -> None:
-        self.store = TemplateStore(s, threshold=THRESHOLD, dim=DIM, clock=self.clock,
+        self.store = TemplateStore(s, rule=MatchRule.fixed(THRESHOLD), dim=DIM, clock=self.clock,
                                    start_sweeper=False)
         self.ref = ReferenceStore(s, THRESHOLD)
 

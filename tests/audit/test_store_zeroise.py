@@ -17,7 +17,7 @@ import pytest
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
 from dispenser.errors import DispenserError
-from dispenser.store import TemplateStore
+from dispenser.store import MatchRule, TemplateStore
 
 BUFFERS = ("rows", "born", "served", "seq", "state", "rotated", "keys")
 
@@ -96,7 +96,7 @@ def test_leaving_the_context_zeroises(clock: VirtualClock,
                                       serve: Callable[..., None],
                                       raw: Callable[[TemplateStore], dict[str, np.ndarray]]
                                       ) -> None:
-    with TemplateStore(StoreSettings(), threshold=0.93, clock=clock) as store:
+    with TemplateStore(StoreSettings(), rule=MatchRule.fixed(0.93), clock=clock) as store:
         serve(store, template(1))
         buffers = raw(store)
         assert _nonzero(buffers)
@@ -107,7 +107,8 @@ def test_garbage_collected_store_is_zeroised(
         clock: VirtualClock, template: Callable[[int], np.ndarray],
         serve: Callable[..., None], raw: Callable[[TemplateStore], dict[str, np.ndarray]]
 ) -> None:
-    store = TemplateStore(StoreSettings(), threshold=0.93, clock=clock, start_sweeper=False)
+    store = TemplateStore(StoreSettings(), rule=MatchRule.fixed(0.93), clock=clock,
+                          start_sweeper=False)
     serve(store, template(1))
     buffers = raw(store)
     del store
@@ -120,7 +121,7 @@ _CHILD = textwrap.dedent("""
     import numpy as np
     from dispenser.clock import VirtualClock
     from dispenser.config import StoreSettings
-    from dispenser.store import TemplateStore
+    from dispenser.store import MatchRule, TemplateStore
 
     mode = sys.argv[1]
 
@@ -138,7 +139,7 @@ _CHILD = textwrap.dedent("""
 
     if mode == "chain":
         signal.signal(signal.SIGTERM, report)
-    store = TemplateStore(StoreSettings(), threshold=0.93, clock=VirtualClock(1000.0))
+    store = TemplateStore(StoreSettings(), rule=MatchRule.fixed(0.93), clock=VirtualClock(1000.0))
     rng = np.random.default_rng(0)
     for _ in range(10):
         v = rng.standard_normal(128).astype(np.float32)

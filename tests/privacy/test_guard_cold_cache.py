@@ -28,10 +28,10 @@ import dispenser
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
 from dispenser.privacy import guard
-from dispenser.store import TemplateStore
+from dispenser.store import MatchRule, TemplateStore
 
 assert dispenser.__file__.startswith(sys.argv[1]), dispenser.__file__
-store = TemplateStore(StoreSettings(), threshold=0.93, clock=VirtualClock(0.0),
+store = TemplateStore(StoreSettings(), rule=MatchRule.fixed(0.93), clock=VirtualClock(0.0),
                       start_sweeper=False, zeroise_on_signals=False)
 guard.install([sys.argv[2]])
 

@@ -15,7 +15,7 @@ from dispenser.motor import MotorLink
 from dispenser.service import DispenserService, RecordingDisplay
 from dispenser.service.frames import ScriptedSource
 from dispenser.store import TemplateStore
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import ThresholdRule, rule_for
 
 
 @pytest.fixture
@@ -23,12 +23,14 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
     stores: list[TemplateStore] = []
 
-    def make(settings: Settings | None = None, store: Any = None, motor: Any = None) -> Rig:
+    def make(settings: Settings | None = None, store: Any = None, motor: Any = None,
+             rule: ThresholdRule | None = None) -> Rig:
+        """A rig; its store (unless given) uses `rule`, else the settings' rule."""
         s = settings or make_settings()
         source = ScriptedSource()
         pipeline = FakePipeline()
         if store is None:
-            store = TemplateStore(s.store, threshold=threshold_for(1, s), clock=clock,
+            store = TemplateStore(s.store, rule=rule or rule_for(s), clock=clock,
                                   start_sweeper=False, zeroise_on_signals=False)
             stores.append(store)
         motor = motor if motor is not None else FakeMotor()

@@ -82,12 +82,23 @@ def identity(pid: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def lookalike(pid: int, of: int, cosine: float) -> np.ndarray:
+    """Person `pid`'s template made to score `cosine` against person `of`'s: a stranger
+    who looks like someone (the part of `pid`'s own direction orthogonal to `of`)."""
+    base, own = identity(of).astype(np.float64), identity(pid).astype(np.float64)
+    own -= (own @ base) * base
+    own /= np.linalg.norm(own)
+    return (cosine * base + np.sqrt(1.0 - cosine**2) * own).astype(np.float32)
+
+
 class FakePipeline:
-    """Finds the grey rectangles of `draw` and embeds them as their person's template."""
+    """Finds the grey rectangles of `draw` and embeds them as their person's template.
+    `lookalikes[pid] = (of, cosine)` gives person `pid` a template that close to `of`'s."""
 
     def __init__(self, min_size: int = 20, noise: float = 0.01) -> None:
         self.min_size = min_size
         self.noise = noise
+        self.lookalikes: dict[int, tuple[int, float]] = {}
         self.detect_calls = 0
         self.embed_calls = 0
         self._rng = np.random.default_rng(7)
@@ -112,8 +123,9 @@ class FakePipeline:
 
     def embed(self, frame: np.ndarray, face: FakeFace, out: np.ndarray) -> None:
         self.embed_calls += 1
-        v = identity(face.pid) + self.noise * self._rng.standard_normal(DIM).astype(
-            np.float32)
+        like = self.lookalikes.get(face.pid)
+        base = identity(face.pid) if like is None else lookalike(face.pid, *like)
+        v = base + self.noise * self._rng.standard_normal(DIM).astype(np.float32)
         out[:] = v / np.linalg.norm(v)
 
 

@@ -20,7 +20,7 @@ from dispenser.config import Settings, VisionSettings
 from dispenser.service import DispenserService, Message, RecordingDisplay, State
 from dispenser.service.frames import ScriptedSource
 from dispenser.store import TemplateStore
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import rule_for
 from dispenser.vision import FacePipeline, FaceTracker
 
 FPS = 10
@@ -56,7 +56,7 @@ def test_served_recognised_and_refused_then_served_after_the_window(
     source = ScriptedSource()
     motor = FakeMotor()
     display = RecordingDisplay()
-    with TemplateStore(settings.store, threshold=threshold_for(1, settings), clock=clock,
+    with TemplateStore(settings.store, rule=rule_for(settings), clock=clock,
                        start_sweeper=False, zeroise_on_signals=False) as store:
         svc = DispenserService(settings, clock=clock, frames=source, store=store,
                                pipeline=pipeline, motor=motor, display=display,

@@ -20,7 +20,7 @@ from dispenser.audit.registry import Evidence, check, require
 from dispenser.clock import VirtualClock
 from dispenser.config import Settings, StoreSettings
 from dispenser.store import TemplateStore
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import MatchRule, rule_for
 
 DIM = 128
 # Real-time bound for the sweeper thread to react to a virtual-clock advance.
@@ -46,7 +46,7 @@ def _nonzero_rows(store: TemplateStore) -> int:
 def _store(clock: VirtualClock, *, sweeper: bool = False, **settings: float
            ) -> Iterator[TemplateStore]:
     s = StoreSettings(**settings)  # type: ignore[arg-type]
-    store = TemplateStore(s, threshold=threshold_for(1, Settings()), dim=DIM, clock=clock,
+    store = TemplateStore(s, rule=rule_for(Settings()), dim=DIM, clock=clock,
                           start_sweeper=sweeper, zeroise_on_signals=False)
     try:
         yield store
@@ -224,7 +224,7 @@ def memory_scan_after_retention() -> Evidence:
     template = np.zeros(DIM, np.float32)
     portrait = _astronaut_variants(PIPELINE_TEMPLATES)
     with FacePipeline(settings.vision) as pipe, TemplateStore(
-            StoreSettings(capacity=count), threshold=1.0, dim=DIM, clock=clock,
+            StoreSettings(capacity=count), rule=MatchRule.fixed(1.0), dim=DIM, clock=clock,
             start_sweeper=False, zeroise_on_signals=False) as store:
         keys = np.zeros((store._buf.keys.keys.shape[0], DIM * DIM), np.float32)
         for i in range(count):

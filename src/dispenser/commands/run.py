@@ -105,7 +105,7 @@ class _Machine:
         from dispenser.display.open import open_display
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
-        from dispenser.store.rule import rule_for, threshold_for
+        from dispenser.store.rule import rule_for
         from dispenser.vision import FacePipeline
 
         self._closers: list[Callable[[], None]] = [frames.close]
@@ -115,9 +115,9 @@ class _Machine:
             link = MotorLink(settings.serial, clock)
             link.open()
             self._closers.append(link.close)
-            event(_log, "match_rule", rule=repr(rule_for(settings).describe()))
-            store = TemplateStore(settings.store, threshold=threshold_for(1, settings),
-                                  clock=clock)
+            rule = rule_for(settings)
+            event(_log, "match_rule", rule=repr(rule.describe()))
+            store = TemplateStore(settings.store, rule=rule, clock=clock)
             self._closers.append(store.close)
             self._store = store
             display, close_display = open_display(settings.display, clock)

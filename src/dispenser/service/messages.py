@@ -35,7 +35,7 @@ class Message(enum.Enum):
     HOLD_STILL = "hold_still"
     DISPENSING = "dispensing"
     HERE_YOU_GO = "here_you_go"
-    SHORT_RIBBON = "short_ribbon"
+    SHORT_RIBBON = "short_ribbon"   # after the shorter ribbon of a likely match
     TRY_LATER = "try_later"
     BUTTON_WAIT = "button_wait"
     OUT_OF_PAPER = "out_of_paper"

@@ -53,7 +53,10 @@ class TrackerLike(Protocol):
 
 class DecisionLike(Protocol):
     @property
-    def dispense(self) -> bool: ...
+    def dispense(self) -> bool: ...        # paper goes out (full or shorter ribbon)
+
+    @property
+    def short(self) -> bool: ...           # the shorter ribbon (a likely, not certain, match)
 
     @property
     def reservation(self) -> Any: ...

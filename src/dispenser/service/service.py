@@ -105,6 +105,7 @@ class DispenserService:
         self._next_controller_poll = now
         self._controller_state = "READY"
         self._notice: tuple[Message, float] | None = None
+        self._short_ribbon = False              # the face ribbon running / shown is short
         self._advice = Message.LOOK_AT_CAMERA
         self._progress = 0.0
         self._someone_in_view = False
@@ -224,7 +225,10 @@ class DispenserService:
     def _face_outcome(self, outcome: Outcome, now: float) -> None:
         if outcome.ok:
             self._store_call(self._store.commit, outcome.tag)
-            self.counters.served += 1
+            if self._short_ribbon:
+                self.counters.served_short += 1
+            else:
+                self.counters.served += 1
             self._fire(Event.DISPENSE_OK)
             return
         # Any failure: the person must not be denied next time for paper they never got.
@@ -471,7 +475,12 @@ class DispenserService:
             self.hold.clear()
         self.counters.decisions += 1
         if decision.dispense:
-            self._worker.submit(self._settings.dispense.ribbon_mm, decision.reservation)
+            # A likely (not certain) match gets the shorter ribbon; its template is kept
+            # like any other, so a second repeat inside the deny window is refused.
+            self._short_ribbon = bool(decision.short)
+            ribbon = self._settings.dispense
+            length = ribbon.short_ribbon_mm if self._short_ribbon else ribbon.ribbon_mm
+            self._worker.submit(length, decision.reservation)
             self._fire(Event.DECIDED_DISPENSE)
         else:
             self.counters.denied += 1
@@ -510,7 +519,7 @@ class DispenserService:
         elif state in (State.DISPENSING, State.BUTTON, State.DECIDE):
             message = Message.DISPENSING
         elif state is State.SERVED:
-            message = Message.HERE_YOU_GO
+            message = Message.SHORT_RIBBON if self._short_ribbon else Message.HERE_YOU_GO
         elif state is State.DENIED:
             message = Message.TRY_LATER
         else:

@@ -29,7 +29,7 @@ class State(enum.Enum):
     HOLD_STILL = "hold_still"    # the chosen face is steady; templates are being collected
     DECIDE = "decide"            # hold-still complete: the store decides (instantaneous)
     DISPENSING = "dispensing"    # store slot reserved, motor running the face ribbon
-    SERVED = "served"            # "Here you go" is shown for a moment
+    SERVED = "served"            # "Here you go" (or "a shorter ribbon") is shown a moment
     DENIED = "denied"            # "dispensed to you recently" is shown for a moment
     BUTTON = "button"            # motor running the no-scan ribbon (no face processing)
     FAULT = "fault"              # camera, controller or paper problem; nothing is decided
@@ -43,7 +43,7 @@ class Event(enum.Enum):
     FACE_UNSTEADY = "face_unsteady"        # it moved / failed quality: hold-still restarts
     FACE_LEFT = "face_left"                # no face (or the chosen face is gone)
     HOLD_COMPLETE = "hold_complete"        # steady for vision.hold_still_s, template built
-    DECIDED_DISPENSE = "decided_dispense"  # store: no match in the deny window, slot reserved
+    DECIDED_DISPENSE = "decided_dispense"  # store: no sure match, slot reserved (full/short)
     DECIDED_DENY = "decided_deny"          # store: served within the deny window
     DISPENSE_OK = "dispense_ok"            # controller reported DONE (store committed)
     DISPENSE_FAILED = "dispense_failed"    # jam / empty / timeout / offline (store rolled back)

@@ -32,8 +32,9 @@ class ServiceCounters:
     idle_skips: int = 0          # idle frames the motion gate kept from the detector
     embeddings: int = 0          # embedder runs (only while someone holds still)
     decisions: int = 0
-    served: int = 0              # face ribbons that went out
-    denied: int = 0
+    served: int = 0              # full face ribbons that went out
+    served_short: int = 0        # shorter face ribbons that went out (a likely match)
+    denied: int = 0              # face decisions that refused paper (a certain match)
     dispense_failures: int = 0   # face ribbons rolled back (jam, empty, timeout, offline)
     button_served: int = 0
     button_refused: int = 0      # presses inside the global rate limit

@@ -48,7 +48,7 @@ from dispenser.sim.identities import (
 from dispenser.sim.scenario import Scenario, ScenarioError
 from dispenser.sim.similarity import SimilarityTable
 from dispenser.store import TemplateStore
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import MatchRule, threshold_for
 
 # The simulated controller's nominal feed speed (firmware_sim.plant.NOMINAL_MM_S).
 FEED_MM_PER_S = 150.0
@@ -192,8 +192,8 @@ class _Machine:
         store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
         self.threshold = run.threshold
-        self.store = TemplateStore(store_settings, threshold=run.threshold, clock=clock,
-                                   start_sweeper=False, zeroise_on_signals=False)
+        self.store = TemplateStore(store_settings, rule=MatchRule.fixed(run.threshold),
+                                   clock=clock, start_sweeper=False, zeroise_on_signals=False)
         self.button = ButtonGate(settings.dispense.button_min_interval_s)
         self.roll_mm = int(scenario.roll_m * 1000)
         self.ribbon_mm = settings.dispense.ribbon_mm

@@ -133,14 +133,14 @@ class _Machine:
                  display: SimDisplay, on_transition: Callable[[Transition], None]) -> None:
         from dispenser.motor import MotorLink
         from dispenser.store import TemplateStore
-        from dispenser.store.rule import threshold_for
+        from dispenser.store.rule import rule_for
 
         self._closers: list[Callable[[], None]] = [frames.close]
         try:
             self.link = MotorLink(settings.serial, clock, port="sim")
             self.link.open()
             self._closers.append(self.link.close)
-            self.store = TemplateStore(settings.store, threshold=threshold_for(1, settings),
+            self.store = TemplateStore(settings.store, rule=rule_for(settings),
                                        clock=clock)
             self._closers.append(self.store.close)
             self.service = DispenserService(settings, clock=clock, frames=frames,

@@ -10,14 +10,15 @@ match with, derived from the live count and the embedder card's calibration.
 from dispenser.store.rule import (
     ImpostorTail,
     MatchRule,
+    ThresholdRule,
     Thresholds,
     is_match,
     likely_threshold_for,
     rule_for,
     threshold_for,
 )
-from dispenser.store.store import Decision, Reservation, StoreCounters, TemplateStore
+from dispenser.store.store import Decision, Reservation, StoreCounters, TemplateStore, Verdict
 
 __all__ = ["Decision", "ImpostorTail", "MatchRule", "Reservation", "StoreCounters",
-           "TemplateStore", "Thresholds", "is_match", "likely_threshold_for", "rule_for",
-           "threshold_for"]
+           "TemplateStore", "ThresholdRule", "Thresholds", "Verdict", "is_match",
+           "likely_threshold_for", "rule_for", "threshold_for"]

@@ -36,6 +36,7 @@ from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
 from dispenser.store import kernels
 from dispenser.store.keys import EpochKeys
+from dispenser.store.rule import MatchRule
 from dispenser.store.store import TemplateStore
 
 DIM = 128
@@ -187,7 +188,7 @@ def filled_store(capacity: int, clock: VirtualClock) -> tuple[TemplateStore, np.
     The slots are written directly, as `_reserve` + `commit` would leave them, because
     admitting N faces through `decide` costs O(N^2) (each decide searches the store).
     """
-    store = TemplateStore(StoreSettings(capacity=capacity), threshold=0.93, dim=DIM,
+    store = TemplateStore(StoreSettings(capacity=capacity), rule=MatchRule.fixed(0.93), dim=DIM,
                           clock=clock, start_sweeper=False, zeroise_on_signals=False)
     faces = unit_rows(2 * capacity, seed=3)
     now = clock.now()
@@ -293,7 +294,7 @@ def store_footprint(capacity: int, dim: int = DIM) -> int:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        store = TemplateStore(StoreSettings(capacity=capacity), threshold=0.93, dim=dim,
+        store = TemplateStore(StoreSettings(capacity=capacity), rule=MatchRule.fixed(0.93), dim=dim,
                               clock=VirtualClock(0.0), start_sweeper=False,
                               zeroise_on_signals=False)
         used = tracemalloc.get_traced_memory()[0] - before

@@ -87,6 +87,18 @@ def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray
     return float(best)
 
 
+@njit("int64(int8[::1], float64[::1], float64, float64)", cache=True, nogil=True)
+def live_in_window(state: np.ndarray, served: np.ndarray, now: float,
+                   deny_window: float) -> int:
+    """How many LIVE rows have age < deny_window: exactly the rows `best_live_similarity`
+    compares a probe with, i.e. the live count the decision rule is derived for."""
+    count = 0
+    for i in range(state.shape[0]):
+        if state[i] == LIVE and now - served[i] < deny_window:
+            count += 1
+    return count
+
+
 @njit("void(int64, float32[:, ::1], int8[::1], float64[::1], float64[::1], int64[::1], "
       "int32[::1], int32[::1], int64[::1])", cache=True, nogil=True)
 def clear_slot(i: int, rows: np.ndarray, state: np.ndarray, born: np.ndarray,

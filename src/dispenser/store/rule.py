@@ -34,7 +34,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from dispenser.embedders import embedder_card, read_card
 from dispenser.errors import DispenserError
@@ -167,6 +167,15 @@ class Thresholds(NamedTuple):
 
     likely: float
     certain: float
+
+
+class ThresholdRule(Protocol):
+    """What the store asks on every decision; `MatchRule` is the one the program uses,
+    tests may pass their own."""
+
+    def thresholds(self, live_count: int) -> Thresholds:
+        """(likely, certain) when `live_count` templates are in the deny window."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ list or dict ever holds a template):
     slot_key[i]  which epoch key rotated row i
     generation[i] bumped whenever slot i is freed, so a stale Reservation is refused
 
+Decisions. A probe is compared with the LIVE entries served less than `deny_window_s` ago;
+how many there are is the *live count*. The injected rule (`dispenser.store.rule`) turns the
+live count into two thresholds, and the best similarity b among those entries decides:
+b >= certain refuses (DENY: nothing stored), likely <= b < certain gives the shorter ribbon
+(SHORT), anything else the full ribbon (DISPENSE). SHORT and DISPENSE both reserve a slot for
+the probe, so a repeat within the window is refused either way. With no entry in the window
+b is -inf: an entry at or past the deny window can never cause a refusal.
+
 Lifetimes. Retention counts from `born`, so a template's bytes exist at most
 `retention + sweep_period` after they were first written, whatever happens to the
 reservation. The deny window counts from `served` (a person's wait starts when they got
@@ -38,6 +46,7 @@ SIGTERM/SIGINT (`exit_hooks`) overwrite every buffer, keys included.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
@@ -54,6 +63,7 @@ from dispenser.logsafe import event
 from dispenser.privacy.memory import locked_buffer, unlock_pages
 from dispenser.store import exit_hooks, kernels
 from dispenser.store.keys import EpochKeys, key_slots_needed
+from dispenser.store.rule import ThresholdRule, is_match
 
 _log = logging.getLogger("dispenser.store")
 
@@ -71,13 +81,31 @@ class Reservation:
     generation: int
 
 
+class Verdict(enum.Enum):
+    """What a decision gives the person (the value names it in logs and JSON)."""
+
+    DISPENSE = "dispense"  # the full ribbon
+    SHORT = "short"        # the shorter ribbon: close to, not surely, someone in the window
+    DENY = "deny"          # surely served within the deny window: nothing
+
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome of `decide`. Holds no template data."""
 
-    dispense: bool
-    reservation: Reservation | None
+    verdict: Verdict
+    reservation: Reservation | None  # set for DISPENSE and SHORT
     best_similarity: float | None  # for simulator statistics; None when nobody to compare
+    live_count: int  # entries in the deny window the probe was compared with
+
+    @property
+    def dispense(self) -> bool:
+        """Paper goes out (full or short ribbon) and a slot is reserved."""
+        return self.verdict is not Verdict.DENY
+
+    @property
+    def short(self) -> bool:
+        return self.verdict is Verdict.SHORT
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,7 @@ class StoreCounters:
 
     decisions: int
     denials: int
+    shorts: int  # decisions in the shorter-ribbon band (also counted in admits)
     admits: int
     commits: int
     rollbacks: int  # explicit rollbacks plus reservations that timed out
@@ -141,6 +170,7 @@ class _Buffers:
 class _Counts:
     decisions: int = 0
     denials: int = 0
+    shorts: int = 0
     admits: int = 0
     commits: int = 0
     rollbacks: int = 0
@@ -158,20 +188,21 @@ def _wipe(probe: object) -> None:
 class TemplateStore:
     """Fixed-capacity, RAM-only store of recently served templates (see module docstring).
 
-    `start_sweeper` runs the deletion timer thread (tests may drive `sweep()` by hand);
+    `rule` turns the live count into the (likely, certain) thresholds of each decision:
+    `dispenser.store.rule.rule_for(settings)` on the device, `MatchRule.fixed(t)` where
+    the live count must not matter (tests, simulator sweeps). `start_sweeper` runs the
+    deletion timer thread (tests may drive `sweep()` by hand);
     `zeroise_on_signals` installs the SIGTERM/SIGINT handlers of `exit_hooks` (main thread
     only; they chain to whatever was installed before).
     """
 
-    def __init__(self, settings: StoreSettings, *, threshold: float, dim: int = 128,
+    def __init__(self, settings: StoreSettings, *, rule: ThresholdRule, dim: int = 128,
                  clock: Clock, start_sweeper: bool = True,
                  zeroise_on_signals: bool = True) -> None:
-        if not -1.0 <= threshold <= 1.0:
-            raise DispenserError(f"store: threshold {threshold} is outside [-1, 1]")
         if dim < 1:
             raise DispenserError(f"store: template dimension {dim} must be positive")
         self.settings = settings
-        self.threshold = float(threshold)
+        self.rule = rule
         self.dim = dim
         self._clock = clock
         self._lock = threading.Lock()
@@ -197,8 +228,9 @@ class TemplateStore:
     # -- public API -------------------------------------------------------------------
 
     def decide(self, probe: np.ndarray, *, keep_probe: bool = False) -> Decision:
-        """Deny if `probe` matches a live entry younger than the deny window, else reserve a
-        slot for it. `probe` (float32, (dim,), L2-normalised) is zeroised afterwards unless
+        """Deny if `probe` surely matches an entry in the deny window; otherwise reserve a slot
+        for it and say whether the full or the shorter ribbon goes out (module docstring,
+        "Decisions"). `probe` (float32, (dim,), L2-normalised) is zeroised afterwards unless
         `keep_probe`."""
         try:
             self._check_probe(probe)
@@ -264,7 +296,8 @@ class TemplateStore:
         with self._lock:
             c = self._counts
             return StoreCounters(
-                decisions=c.decisions, denials=c.denials, admits=c.admits, commits=c.commits,
+                decisions=c.decisions, denials=c.denials, shorts=c.shorts, admits=c.admits,
+                commits=c.commits,
                 rollbacks=c.rollbacks, timeouts=c.timeouts, sweeps=c.sweeps,
                 deletions=c.deletions, evictions=c.evictions,
                 occupancy=int(np.count_nonzero(self._buf.state)),
@@ -311,19 +344,24 @@ class TemplateStore:
 
     def _decide_locked(self, probe: np.ndarray, now: float) -> Decision:
         b = self._buf
+        window = self.settings.deny_window_s
+        live = int(kernels.live_in_window(b.state, b.served, now, window))
+        likely, certain = self.rule.thresholds(live)
         try:
             kernels.rotate_probe(self._keys.keys, self._keys.refs, probe, b.rotated)
             best = kernels.best_live_similarity(b.rows, b.state, b.served, b.slot_key,
-                                                b.rotated, now, self.settings.deny_window_s)
+                                                b.rotated, now, window)
         finally:
             b.rotated.fill(0.0)
         self._counts.decisions += 1
         best_similarity = float(best) if math.isfinite(best) else None
-        if best >= self.threshold:
+        if is_match(best, certain):
             self._counts.denials += 1
-            return Decision(dispense=False, reservation=None, best_similarity=best_similarity)
-        return Decision(dispense=True, reservation=self._reserve(probe, now),
-                        best_similarity=best_similarity)
+            return Decision(Verdict.DENY, None, best_similarity, live)
+        verdict = Verdict.SHORT if is_match(best, likely) else Verdict.DISPENSE
+        if verdict is Verdict.SHORT:
+            self._counts.shorts += 1
+        return Decision(verdict, self._reserve(probe, now), best_similarity, live)
 
     def _reserve(self, probe: np.ndarray, now: float) -> Reservation:
         b = self._buf
