@@ -28,7 +28,7 @@ from dispenser.service import DispenserService
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.messages import Message
 from dispenser.store import TemplateStore
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import rule_for
 from dispenser.vision import FacePipeline, FaceTracker
 
 FPS = 10
@@ -117,7 +117,7 @@ def test_a_visit_and_a_return_on_a_framebuffer(
     painter = Painter(W, H, font, "zh+en")
     panel = WatchedPanel(device, sysfs, _text_panels(font), painter.layout)
     screen = ScreenDisplay(painter, panel, clock, max_fps=30.0)
-    with TemplateStore(settings.store, threshold=threshold_for(1, settings), clock=clock,
+    with TemplateStore(settings.store, rule=rule_for(settings), clock=clock,
                        start_sweeper=False, zeroise_on_signals=False) as store:
         svc = DispenserService(settings, clock=clock, frames=source, store=store,
                                pipeline=pipeline, motor=InstantMotor(), display=screen,
