@@ -33,8 +33,10 @@ class SlowSink:
         self.writes: list[list[Rect]] = []
         self.fail: Exception | None = None
         self.closed = False
+        self.threads: set[str] = set()
 
     def write(self, canvas: np.ndarray, rects: list[Rect]) -> None:
+        self.threads.add(threading.current_thread().name)
         self.entered.set()
         assert self.gate.wait(WAIT_S)
         if self.fail is not None:
@@ -42,6 +44,7 @@ class SlowSink:
         self.writes.append(list(rects))
 
     def close(self) -> None:
+        self.threads.add(threading.current_thread().name)
         self.closed = True
 
 
@@ -143,4 +146,5 @@ def test_close_leaves_unavailable_and_zeroes_every_buffer(font: FontFile) -> Non
     assert sink.closed and len(sink.writes) == 2       # the last one: "unavailable"
     assert sink.writes[-1] == [screen.painter.layout.guide, screen.painter.layout.text]
     assert screen.painter.buffers_zero()
+    assert sink.threads == {"screen"}    # every write and the close on the drawing thread
     screen.show(Message.WELCOME)                        # after close: ignored, no error

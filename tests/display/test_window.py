@@ -38,15 +38,9 @@ def test_no_desktop_means_the_terminal(monkeypatch: pytest.MonkeyPatch,
 
 def test_a_headless_opencv_means_the_terminal(monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
-    import cv2
-
     monkeypatch.setenv("DISPLAY", ":99")
-
-    def no_gui(*args: object) -> None:
-        raise cv2.error("The function is not implemented")
-
     monkeypatch.setattr(window, "_cv2", lambda: SimpleNamespace(
-        namedWindow=no_gui, WINDOW_AUTOSIZE=1, error=cv2.error))
+        getBuildInformation=lambda: "  Media I/O:\n  GUI:                           NONE\n"))
     display, lines = _opened(caplog)
     assert isinstance(display, TerminalDisplay)
     assert lines == ['screen_unavailable error="display: this OpenCV has no window support '
@@ -54,21 +48,37 @@ def test_a_headless_opencv_means_the_terminal(monkeypatch: pytest.MonkeyPatch,
                      "using=terminal"]
 
 
-def test_the_window_shows_the_canvas(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_installed_opencv_is_headless() -> None:
+    """The package depends on opencv-python-headless: the check must say so."""
+    assert window.gui_available() is False
+
+
+def test_the_window_is_made_and_shown_by_the_drawing_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Created by the first write (OpenCV's Qt windows accept images only from the thread
+    that made them), then every write shows the canvas."""
+    import threading
+
     shown: list[np.ndarray] = []
     events: list[str] = []
     fake = SimpleNamespace(
-        WINDOW_AUTOSIZE=1, error=Exception,
-        namedWindow=lambda name, flags: events.append(f"open {name}"),
+        WINDOW_AUTOSIZE=1, getBuildInformation=lambda: "  GUI:    QT5\n",
+        namedWindow=lambda name, flags: events.append(
+            f"open {name} in {threading.current_thread().name}"),
         imshow=lambda name, image: shown.append(image.copy()),
         waitKey=lambda ms: -1,
         destroyWindow=lambda name: events.append(f"close {name}"))
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.setattr(window, "_cv2", lambda: fake)
     sink = window.WindowSink((320, 240))
+    assert events == []
     canvas = np.full((240, 320, 3), 7, np.uint8)
+    drawer = threading.Thread(target=sink.write, args=(canvas, [Rect(0, 0, 320, 240)]),
+                              name="screen")
+    drawer.start()
+    drawer.join()
     sink.write(canvas, [Rect(0, 0, 320, 240)])
     sink.close()
-    assert events == ["open dispenser", "close dispenser"]
-    assert len(shown) == 1 and np.array_equal(shown[0], canvas)
+    assert events == ["open dispenser in screen", "close dispenser"]
+    assert len(shown) == 2 and np.array_equal(shown[0], canvas)
     assert sink.name == "window 320x240"

@@ -2,9 +2,10 @@
 
 A panel that is missing or not writable, a headless OpenCV asked for a window: one log
 line naming what and why, and the service runs on with messages in the log (it keeps
-serving paper; the screen is not a reason to refuse anyone). The first picture (welcome)
-is drawn here, before the service starts, so the pixel conversion is compiled and any
-device error shows at start-up.
+serving paper; the screen is not a reason to refuse anyone). On a framebuffer the first
+picture (welcome) is drawn here, before the service starts (and before the privacy guard),
+so the pixel conversion is compiled and a device error shows at start-up; a window is
+drawn only by the drawing thread (see `window`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def open_display(settings: DisplaySettings, clock: Clock
     width, height = sink.size
     painter = Painter(width, height, font, settings.language, preview=settings.preview)
     try:
-        sink.write(painter.canvas, painter.paint(Message.WELCOME))
+        if settings.kind == "framebuffer":
+            sink.write(painter.canvas, painter.paint(Message.WELCOME))
     except DispenserError as exc:
         painter.close()
         sink.close()

@@ -55,7 +55,11 @@ class _State:
 
 
 class ScreenDisplay:
-    """Draws the service's messages on a panel, off the service's thread."""
+    """Draws the service's messages on a panel, off the service's thread.
+
+    Every call into the sink after start-up, the last picture and the sink's `close()`
+    happen on the drawing thread: a GUI toolkit (OpenCV's Qt windows) serves one thread
+    only."""
 
     def __init__(self, painter: Painter, sink: Sink, clock: Clock, max_fps: float,
                  echo: Display | None = None) -> None:
@@ -67,7 +71,7 @@ class ScreenDisplay:
         self._cond = threading.Condition()
         self._pending: _State | None = None
         self._drawing = False
-        self._closed = False
+        self._closing = False
         self._stop = threading.Event()
         self._last: tuple[Message, float | None] | None = None
         self.draws = 0
@@ -81,11 +85,11 @@ class ScreenDisplay:
             self._echo.show(message, progress)
         if not self.painter.preview:
             frame = None
-        if frame is None and self._last == (message, progress):
+        if self.failed is not None or (frame is None and self._last == (message, progress)):
             return
         self._last = (message, progress)
         with self._cond:
-            if self._closed:
+            if self._closing:
                 return
             if frame is None and self._pending is not None:
                 frame = self._pending.frame        # a picture not yet drawn stays due
@@ -97,31 +101,31 @@ class ScreenDisplay:
         with self._cond:
             return self._cond.wait_for(
                 lambda: (self._pending is None and not self._drawing) or self.failed
-                is not None or self._closed, timeout)
+                is not None or self._closing, timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._closed)
-                if self._closed:
-                    return
+                self._cond.wait_for(lambda: self._pending is not None)
                 state, self._pending = self._pending, None
+                last = self._closing
                 self._drawing = True
             started = self._clock.now()
-            try:
-                assert state is not None
-                self._draw(state.message, state.progress, state.frame)
-            except Exception as exc:
-                self.failed = str(exc) or type(exc).__name__
-                event(_log, "screen_failed", logging.ERROR, error=repr(self.failed),
-                      kind=type(exc).__name__)
+            if self.failed is None and state is not None:
+                try:
+                    self._draw(state.message, state.progress, state.frame)
+                except Exception as exc:
+                    self.failed = str(exc) or type(exc).__name__
+                    event(_log, "screen_failed", logging.ERROR, error=repr(self.failed),
+                          kind=type(exc).__name__)
+            with self._cond:
+                self._drawing = False
+                self._cond.notify_all()
+            if last:
+                self._finish()
                 return
-            finally:
-                with self._cond:
-                    self._drawing = False
-                    self._cond.notify_all()
-            if not self._clock.sleep_until(started + self._period, self._stop):
-                return
+            if self.failed is None:
+                self._clock.sleep_until(started + self._period, self._stop)
 
     def _draw(self, message: Message, progress: float | None,
               frame: np.ndarray | None) -> None:
@@ -130,19 +134,22 @@ class ScreenDisplay:
             self.sink.write(self.painter.canvas, rects)
             self.draws += 1
 
+    def _finish(self) -> None:
+        try:
+            self.painter.close()
+        finally:
+            self.sink.close()
+
     def close(self) -> None:
-        """Stop drawing, leave "Temporarily unavailable" on the panel, zeroise, close."""
+        """Draw "Temporarily unavailable" as the last picture, zeroise, close the sink."""
         with self._cond:
-            self._closed = True
-            self._pending = None
+            if self._closing:
+                return
+            self._closing = True
+            self._pending = _State(Message.UNAVAILABLE, None, None)
             self._cond.notify_all()
         self._stop.set()
         self._thread.join(JOIN_S)
-        try:
-            if self.failed is None and not self._thread.is_alive():
-                self._draw(Message.UNAVAILABLE, None, None)
-        except Exception as exc:  # the panel went away: nothing left to show on it
-            event(_log, "screen_failed", logging.WARNING, kind=type(exc).__name__)
-        finally:
+        if self._thread.is_alive():     # the panel hangs: zeroise what we hold anyway
+            event(_log, "screen_stuck", logging.WARNING, seconds=JOIN_S)
             self.painter.close()
-            self.sink.close()
