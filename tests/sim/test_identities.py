@@ -138,10 +138,16 @@ def test_a_card_with_tables_gives_its_worst_group_and_says_so(
     assert table.describe().startswith(
         "measured: group 'fixture' of model card face_recognition_sface_2021dec.toml")
     assert simulator_table(None, "western", "x").group == "western"
+    # A card without tables: dlib's has the labelled provisional one; any other embedder's
+    # cosine scale differs, so its card without tables is refused, saying what to do.
     monkeypatch.setattr(similarity, "read_card", lambda name: {"model": {}})
-    assert simulator_table(None, None, "x") is PROVISIONAL_DLIB
-    with pytest.raises(DispenserError, match=r"model card x.toml has no \[similarity.kpop\]"):
-        simulator_table(None, "kpop", "x")
+    dlib = embedder_card("dlib")
+    assert simulator_table(None, None, dlib) is PROVISIONAL_DLIB
+    with pytest.raises(DispenserError, match=r"x.toml has no \[similarity.<group>\] table; "
+                                             "give --similarity FILE"):
+        simulator_table(None, None, "x")
+    with pytest.raises(DispenserError, match=rf"{dlib}.toml has no \[similarity.kpop\]"):
+        simulator_table(None, "kpop", dlib)
 
 
 def test_a_calibrate_file_picks_the_worst_group_or_the_one_asked_for(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def table_from_card(card: dict[str, Any], source: str, group: str | None = None,
         if not isinstance(group, str):
             raise SimilarityError(
                 f"similarity: {source}: [calibration] worst_group must name one of the "
-                f"groups ({', '.join(sorted(tables))})")
+                f"groups ({', '.join(sorted(tables))}), or choose with --similarity-group")
     if group not in tables:
         raise SimilarityError(f"similarity: {source}: no [similarity.{group}] table "
                               f"(groups: {', '.join(sorted(tables))})")
@@ -266,16 +266,20 @@ def card_table(card: str, group: str | None = None) -> SimilarityTable | None:
 
 def simulator_table(path: Path | None, group: str | None, card: str) -> SimilarityTable:
     """What the simulator's people copy: `path` (a calibrate file) if given, else the
-    embedder card's worst group, else the clearly labelled provisional fallback."""
+    embedder card's worst group, else that embedder's clearly labelled provisional table
+    (only dlib has one: any other card without tables is refused, as a table on another
+    embedder's cosine scale would refuse or admit everyone)."""
     if path is not None:
         return load_similarity_file(path, group)
     table = card_table(card, group)
     if table is not None:
         return table
-    if group is not None:
-        raise SimilarityError(f"similarity: model card {card}.toml has no "
-                              f"[similarity.{group}] table")
-    return PROVISIONAL_DLIB
+    if group is None and card in PROVISIONAL:
+        return PROVISIONAL[card]
+    wanted = f"[similarity.{group}]" if group is not None else "[similarity.<group>]"
+    raise SimilarityError(f"similarity: model card {card}.toml has no {wanted} table; give "
+                          "--similarity FILE (dispenser calibrate --faces DIR "
+                          "--write-similarity FILE writes one)")
 
 
 # The fallback when the embedder's card has no measured table. dlib reports 99.38% on LFW
@@ -289,3 +293,6 @@ PROVISIONAL_DLIB = gaussian_table(
     source="no measured table; Gaussian from dlib's published LFW results (impostor "
            "0.80 +- 0.035, genuine 0.96 +- 0.025), no measured tail",
     status="provisional")
+
+# Provisional tables by model card, for a card that records no measured one.
+PROVISIONAL = {"dlib_face_recognition_resnet_model_v1": PROVISIONAL_DLIB}
