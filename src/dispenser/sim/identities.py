@@ -576,16 +576,17 @@ def impostor_tail_counts(population: Population, people: int, thresholds: np.nda
     return counts, people * (people - 1) // 2
 
 
-def stranger_refusals(population: Population, live: int, strangers: int, threshold: float,
-                      rng: np.random.Generator, batch: int = 500) -> int:
-    """How many of `strangers` fresh people would be refused: their template reaches
-    `threshold` against at least one of `live` templates of other people. Each batch of
+def strangers_matched(population: Population, live: int, strangers: int,
+                      thresholds: np.ndarray, rng: np.random.Generator,
+                      batch: int = 500) -> np.ndarray:
+    """How many of `strangers` fresh people reach each threshold against at least one of
+    `live` templates of other people (their best match is at or above it). Each batch of
     strangers meets a newly drawn set of live templates."""
-    refused = 0
+    matched = np.zeros(len(thresholds), dtype=np.int64)
     for start in range(0, strangers, batch):
         n = min(batch, strangers - start)
         people = population.fresh_people(live + n, rng)
         t = population.visits(people, rng)
         best = (t[live:] @ t[:live].T).max(axis=1)
-        refused += int(np.count_nonzero(best >= threshold))
-    return refused
+        matched += np.count_nonzero(best[:, None] >= thresholds[None, :], axis=0)
+    return matched
