@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from dispenser.clock import VirtualClock
 from dispenser.config import DisplaySettings, Settings, StoreSettings
 from dispenser.service import Message
+from dispenser.service.frames import ImageDirSource
 from dispenser.sim.identities import IdentityModel
-from dispenser.sim.live import MAX_SPEED, Pacer, run_scripted
+from dispenser.sim.live import MAX_SPEED, Pacer, run_frames, run_scripted
 from dispenser.sim.preview import HeadlessPreview, annotate, open_preview
 from dispenser.sim.scripted import (
     ScriptedVisit,
@@ -143,3 +146,28 @@ def test_pacer_lets_the_firmware_see_each_slice_while_the_motor_runs() -> None:
     slices = round((clock.now() - 1000.05) / 0.05)
     assert slices >= 4
     assert firmware.seen == pytest.approx([1000.05 + 0.05 * i for i in range(slices)])
+
+
+class _NoFaces:
+    """A pipeline that never finds a face (the preview test needs frames, not faces)."""
+
+    def detect(self, frame: np.ndarray) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_preview_draws_every_frame_of_a_source_that_reuses_one_buffer(
+        tmp_path: Path) -> None:
+    """Image folders (and cameras) return the same buffer for every frame: the preview
+    tells new frames by counting reads, not by the array's identity."""
+    for i, level in enumerate((60, 120)):
+        assert cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((120, 160, 3), level, np.uint8))
+    clock = VirtualClock(0.0)
+    frames = ImageDirSource(tmp_path, clock, seconds_per_image=1.0, fps=10.0)
+    frames.open()
+    preview = HeadlessPreview()
+    run_frames(_SETTINGS, frames, _NoFaces(), clock, speed=float("inf"),
+               emit=lambda row: None, preview=preview, max_s=2.0)
+    assert preview.frames >= 10

@@ -98,11 +98,14 @@ class LiveResult:
 
 
 class _KeepLastFrame:
-    """A frame source that remembers its newest frame (for the preview)."""
+    """A frame source that remembers its newest frame (for the preview) and counts the
+    frames read: sources return the same reused buffer for every frame, so a new frame is
+    told by the count, not by the array's identity."""
 
     def __init__(self, inner: FrameSource) -> None:
         self._inner = inner
         self.last: np.ndarray | None = None
+        self.reads = 0
 
     @property
     def name(self) -> str:
@@ -119,6 +122,7 @@ class _KeepLastFrame:
         frame = self._inner.read()
         if frame is not None:
             self.last = frame
+            self.reads += 1
         return frame
 
     def close(self) -> None:
@@ -185,7 +189,7 @@ class LiveDriver:
         self._deciding: tuple[str, float] | None = None
         self._deletions = 0
         self._frames = _KeepLastFrame(frames)
-        self._shown: np.ndarray | None = None
+        self._shown = 0  # how many frames had been read when the preview last drew one
         # (time, who, outcome): "served", "denied", "failed" or "button"
         self.decisions: list[tuple[float, str, str]] = []
         self.button_who = "someone"   # who pressed the no-scan button last (for the rows)
@@ -258,9 +262,9 @@ class LiveDriver:
         self.machine.service.step()
         self._note_deletions()
         frame = self._frames.last
-        if self._preview is None or frame is None or frame is self._shown:
+        if self._preview is None or frame is None or self._frames.reads == self._shown:
             return True
-        self._shown = frame
+        self._shown = self._frames.reads
         return self._preview.show(frame, self.pipeline.boxes, self.display.message,
                                   self.display.progress)
 
