@@ -42,7 +42,8 @@ from dispenser.errors import DispenserError
 if TYPE_CHECKING:
     from dispenser.config import MatchSettings, Settings
 
-# Bounded search for the float at which the inverse first meets its target.
+# Bounded search (doubling steps from one ulp) for a cosine at which the inverse meets its
+# target: rounding in the closed form can leave it a few ulps short.
 _MAX_NUDGES = 64
 _STATUSES = ("measured", "provisional")
 
@@ -130,9 +131,13 @@ class ImpostorTail:
                                              f"ceiling <= 1 (got {floor!r}, {ceiling!r})")
         return cls(card, status, group, cosine, far, decades, floor, ceiling)
 
+    @functools.cached_property
+    def _log_far(self) -> tuple[float, ...]:
+        return tuple(math.log10(x) for x in self.far)
+
     def far_at(self, cosine: float) -> float:
         """The pairwise false-match rate at `cosine` (interpolated / extrapolated)."""
-        c, logs = self.cosine, [math.log10(x) for x in self.far]
+        c, logs = self.cosine, self._log_far
         if cosine <= c[0]:
             return self.far[0]
         if cosine >= c[-1]:
@@ -146,16 +151,17 @@ class ImpostorTail:
         cosine qualifies, i.e. `far` >= the first measured point's)."""
         if far >= self.far[0]:
             return -math.inf
-        c, logs, target = self.cosine, [math.log10(x) for x in self.far], math.log10(far)
+        c, logs, target = self.cosine, self._log_far, math.log10(far)
         i = next((i for i in range(len(c) - 1) if self.far[i + 1] <= far), None)
         if i is None:
             t = c[-1] + 0.1 * (logs[-1] - target) / self.decades_per_0_1
         else:
             t = c[i] + (target - logs[i]) * (c[i + 1] - c[i]) / (logs[i + 1] - logs[i])
+        step = math.ulp(t)
         for _ in range(_MAX_NUDGES):  # rounding can leave far_at(t) a hair above `far`
             if self.far_at(t) <= far:
                 break
-            t = math.nextafter(t, math.inf)
+            t, step = t + step, 2.0 * step
         return t
 
     def clamp(self, cosine: float) -> float:
@@ -221,7 +227,9 @@ class MatchRule:
 
     def likely(self, live_count: int) -> float:
         """Give the shorter ribbon at or above this cosine (and below `certain`)."""
-        certain = self.certain(live_count)
+        return self._likely(live_count, self.certain(live_count))
+
+    def _likely(self, live_count: int, certain: float) -> float:
         if self.likely_threshold is not None:
             return min(self.likely_threshold, certain)
         if self.tail is None:
@@ -232,7 +240,8 @@ class MatchRule:
 
     def thresholds(self, live_count: int) -> Thresholds:
         """Both thresholds for `live_count`: what the store calls on every decision."""
-        return Thresholds(self.likely(live_count), self.certain(live_count))
+        certain = self.certain(live_count)
+        return Thresholds(self._likely(live_count, certain), certain)
 
     def describe(self) -> str:
         """One line for the start log: where the thresholds come from."""
