@@ -8,11 +8,14 @@ The device path goes to stdout first, alone on its line, so a script can read it
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from dispenser.clock import BootClock, Clock
+from dispenser.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from firmware_sim.server import FAULTS, SimulatedController
 
 HELP = """commands:
@@ -23,7 +26,7 @@ HELP = """commands:
   fault NAME [MS]            inject a fault (list: fault ?)
   show                       paper out, roll left, motor
   help                       this text
-Ctrl-C (or Ctrl-D then Ctrl-C) stops the simulator."""
+Ctrl-C (or Ctrl-D then Ctrl-C) stops the simulator (exit 130); SIGTERM stops it too (exit 0)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,27 +65,45 @@ def _handle(sim: SimulatedController, words: list[str]) -> str:
     return HELP
 
 
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP arrived: stop serving (the pty, its folder and link are removed)."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def serve(clock: Clock, *, speed: float, roll_mm: int, seed: int | None) -> int:
-    """Serve until Ctrl-C; returns the exit code."""
+    """Serve until Ctrl-C (exit 130), SIGTERM or SIGHUP (exit 0); returns the exit code.
+    Either way the simulator is stopped, so no /tmp/dispenser-sim-* folder or dangling
+    link is left behind (Python's default for SIGTERM would end the process without)."""
     if speed <= 0 or roll_mm < 0:
         print("firmware-sim: --speed must be > 0 and --roll-mm >= 0", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
     sim = SimulatedController(clock=clock, speed=speed, roll_mm=roll_mm, seed=seed)
-    path = sim.start()
-    print(path, flush=True)
-    print(f"firmware-sim: simulated motor controller on {path} (now {sim.pty_path}); "
-          "type 'help' for commands, Ctrl-C to stop", file=sys.stderr, flush=True)
+    code = EXIT_OK
     try:
+        path = sim.start()
+        print(path, flush=True)
+        print(f"firmware-sim: simulated motor controller on {path} (now {sim.pty_path}); "
+              "type 'help' for commands, Ctrl-C to stop", file=sys.stderr, flush=True)
         for line in sys.stdin:
             words = line.split()
             if words:
                 print(_handle(sim, words), file=sys.stderr, flush=True)
-        threading.Event().wait()  # stdin closed: keep serving until Ctrl-C
+        threading.Event().wait()  # stdin closed: keep serving until a signal
     except KeyboardInterrupt:
-        pass
+        code = EXIT_INTERRUPTED
+    except _Terminated:
+        code = EXIT_OK
     finally:
+        for signum in previous:  # a second signal must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
         sim.stop()
-    return 0
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

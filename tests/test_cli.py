@@ -63,3 +63,28 @@ def test_invalid_config_names_the_key_and_is_accepted_after_the_subcommand(
     assert out.stderr.strip() == ("dispenser: error: config: store.retention_s = 3600.0 is out "
                                   "of range (allowed 0 < x <= 600)")
     assert "Traceback" not in out.stderr
+
+
+def test_a_usage_error_is_one_line_naming_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse printed its usage summary first, pushing the error below it."""
+    with pytest.raises(SystemExit) as info:
+        main(["motor", "--port", "/dev/null", "dispense", "-5"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "dispenser motor dispense: error: argument MM: length must be 1..65535 mm, not -5 "
+        "(see dispenser motor dispense --help)\n")
+
+
+def test_opencv_stays_quiet_before_the_error_line(tmp_path: Path, repo_root: Path) -> None:
+    """A truncated TIFF made OpenCV print two 'TIFF_Error' lines before compare's own."""
+    import cv2
+    import numpy as np
+
+    encoded = cv2.imencode(".tif", np.full((50, 50, 3), 90, np.uint8))[1].tobytes()
+    tiff = tmp_path / "cut.tif"
+    tiff.write_bytes(encoded[:300])
+    out = _run("compare", str(repo_root / "tests" / "data" / "astronaut.png"), str(tiff))
+    assert out.returncode == 2
+    assert out.stderr == (f"dispenser: error: image {tiff} is not a readable image (corrupt, "
+                          "truncated or an unsupported format)\n")
+

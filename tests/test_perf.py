@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dispenser import perf
+from dispenser import __version__, perf
 from dispenser.cli import main
 
 
@@ -27,7 +27,8 @@ def test_table_and_json_carry_the_machine_and_every_result() -> None:
     results = [perf.Result("a.stage", 1.5e-6, 10, "2.00x numpy"),
                perf.Result("a.memory", 3 * 2**20, 1, unit="B")]
     described = perf.machine()
-    table = perf.format_table(results, described)
+    assert described["dispenser"] == __version__  # not "not installed" (the distribution
+    table = perf.format_table(results, described)  # has its own name: pyproject.toml)
     for needle in ("cpu", "numba", "a.stage", "1.5 us", "2.00x numpy", "3 MiB"):
         assert needle in table
     data = json.loads(perf.to_json(results, described))
@@ -45,7 +46,9 @@ def test_bench_lists_the_store_measurements(capsys: pytest.CaptureFixture[str]) 
 def test_bench_runs_from_the_package_and_prints_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--quick", "--only", "store.memory", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert captured.err == "bench: 1/1 store.memory\n"  # progress, off stdout
+    data = json.loads(captured.out)
     (result,) = data["results"]
     assert result["name"] == "store.memory capacity=1024" and result["unit"] == "B"
     assert result["value"] >= 1024 * 128 * 4
@@ -63,3 +66,17 @@ def test_bench_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
         main(["bench", "--sizes", "16,abc"])
     assert info.value.code == 2
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_the_quick_help_says_what_quick_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """It used to promise "about a minute" and "short timing": --quick changes only the
+    sizes (the timing is --min-time's), and takes seconds."""
+    from dispenser.store.bench import QUICK_SIZES
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    quick = text.rsplit("--quick", 1)[1].split("--sizes", 1)[0]  # the option, not usage
+    assert f"store sizes {' and '.join(map(str, QUICK_SIZES))} only" in quick
+    assert "minute" not in quick and "short timing" not in quick
+

@@ -22,3 +22,11 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 # cv2 in this program comes after this line, so its decoders refuse the same sizes too.
 MAX_IMAGE_PIXELS = 50_000_000
 os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_IMAGE_PIXELS)
+
+# OpenCV and its ffmpeg backend write their own warnings straight to stderr ("moov atom not
+# found", TIFF directory errors), ahead of the one line that says what was wrong; every
+# failure they report reaches the user as that line (docs/operator.md). Both settings are
+# read when OpenCV loads and when its ffmpeg backend starts, after this line; a developer
+# may still set them (OPENCV_LOG_LEVEL=DEBUG, OPENCV_FFMPEG_LOGLEVEL=24) to see the output.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET

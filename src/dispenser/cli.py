@@ -14,10 +14,17 @@ import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from dispenser import __version__
 from dispenser.config import Settings, load_settings
-from dispenser.errors import EXIT_FAILURE, DispenserError, NotAvailableYet
+from dispenser.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DispenserError,
+    NotAvailableYet,
+)
 from dispenser.logsafe import configure_logging
 
 # name -> one-line help. The module is dispenser.commands.<name with '-' as '_'>.
@@ -45,6 +52,14 @@ def _load_command(command: str) -> ModuleType | None:
     return importlib.import_module(name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr (the usage summary that
+    argparse prints first would push the line that says what was wrong off the top)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--config", metavar="PATH", default=default,
                         help="TOML configuration file (default: built-in laptop defaults)")
@@ -54,7 +69,7 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object) -> Non
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
     """The full parser; only `selected`'s module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dispenser",
         description="Open, auditable face-matching paper dispenser. Templates live in RAM "
                     "only and are overwritten at the retention limit (10 minutes at most) "
@@ -64,7 +79,7 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
     _add_global_options(parser, default=None)
     # The global options are accepted after the subcommand too (`dispenser run --config X`);
     # SUPPRESS keeps a sub-level absence from overwriting a top-level value.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_global_options(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
@@ -99,6 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         logging.getLogger("dispenser").info("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE
+    except Exception as exc:
+        if not _caused_by_ctrl_c(exc):
+            raise
+        logging.getLogger("dispenser").info("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Ctrl-C during a library's import can surface as that library's own error
+    (onnxruntime's `ImportError: initialization failed`, raised from KeyboardInterrupt)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report a command killed by it
 
 
 class DispenserError(Exception):

@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from dispenser import __version__
+
 # Modules whose import registers measurements. Vision adds its module here.
 MEASUREMENT_MODULES: tuple[str, ...] = (
     "dispenser.store.bench",
@@ -117,12 +119,16 @@ def load_measurements() -> dict[str, Measurement]:
     return REGISTRY
 
 
-def run(names: Sequence[str] | None, options: Options) -> list[Result]:
-    """Run the named measurements (all when `names` is None) in registration order."""
+def run(names: Sequence[str] | None, options: Options,
+        progress: Callable[[int, int, str], None] | None = None) -> list[Result]:
+    """Run the named measurements (all when `names` is None) in registration order;
+    `progress(k, n, name)` is called before the k-th of n starts (1-based)."""
     registry = load_measurements()
     chosen = list(registry) if names is None else list(names)
     results: list[Result] = []
-    for name in chosen:
+    for k, name in enumerate(chosen, start=1):
+        if progress is not None:
+            progress(k, len(chosen), name)
         results.extend(registry[name].run(options))
     return results
 
@@ -157,7 +163,8 @@ def machine() -> dict[str, str]:
         "numpy": _version("numpy"),
         "numba": _version("numba"),
         "onnxruntime": _version("onnxruntime"),
-        "dispenser": _version("dispenser"),
+        # the package's own version: its distribution is not named "dispenser" (pyproject)
+        "dispenser": __version__,
     }
 
 

@@ -3,6 +3,7 @@ technician uses them: output, exit codes, and the two-terminal flow of the issue
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -36,6 +37,9 @@ def test_status_dispense_abort(sim: SimulatedController, capsys: pytest.CaptureF
                                ) -> None:
     code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "status")
     assert code == 0 and "state" in out and "ready" in out and "paper_left_mm" in out
+    code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and status["state"] == "ready" and status["paper_left_mm"] > 0
     code, out, _ = _run(capsys, "motor", "--port", sim.device_path, "dispense", "600")
     assert code == 0 and _dispensed_mm(out) >= 600
     assert abs(_dispensed_mm(out) - sim.paper_out_mm) <= 1  # what went out, as measured
@@ -98,8 +102,30 @@ def test_two_terminals(command: list[str], tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             raise
-    assert code == 0
+    assert code == 130  # Ctrl-C, as docs/operator.md's exit-code table says
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize(("signum", "expected"), [
+    (signal.SIGTERM, 0), (signal.SIGHUP, 0), (signal.SIGINT, 130)])
+def test_firmware_sim_cleans_up_its_folder_on_a_stop_signal(
+        signum: signal.Signals, expected: int, tmp_path: Path) -> None:
+    """`kill PID` (SIGTERM) or a closed terminal (SIGHUP) used to end the process without
+    removing its /tmp/dispenser-sim-* folder, leaving a dangling link to a closed pty."""
+    with subprocess.Popen([sys.executable, "-m", "dispenser", "firmware-sim"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=tmp_path) as server:
+        assert server.stdout is not None
+        path = server.stdout.readline().strip()
+        assert os.path.islink(path)
+        server.send_signal(signum)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == expected
+    assert not os.path.lexists(path) and not os.path.exists(os.path.dirname(path))
 
 
 def test_console_commands_play_the_physical_world(sim: SimulatedController) -> None:

@@ -46,6 +46,14 @@ def test_selected_checks_write_all_three_reports(tmp_path: Path,
     assert "FAIL" not in out and "no evidence" not in json.dumps(report)
 
 
+def test_json_prints_the_report_and_keeps_the_check_lines_off_stdout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["audit", "--out", str(tmp_path), "--only", "no-network", "--json"])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == json.loads((tmp_path / "audit-report.json").read_text())
+    assert "PASS  no-network" in err and "report written to" in err
+
+
 def test_unknown_check_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--only", "nonsense"]) == 2
     assert capsys.readouterr().err.strip() == (

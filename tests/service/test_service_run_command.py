@@ -123,39 +123,49 @@ def test_run_serves_a_face_from_a_video_file_through_firmware_sim(
     status = json.loads((status_dir / "status.json").read_text(encoding="utf-8"))
     assert status["served"] == 1 and status["decisions"] == 1
     assert all(isinstance(v, int) for k, v in status.items() if k != "state")
-    shown = _dispenser("run", "--status", "--status-dir", str(status_dir))
-    assert shown.returncode == 0
-    assert "served=1" in shown.stdout
+    ended = _dispenser("run", "--status", "--status-dir", str(status_dir))
+    assert ended.returncode == 1 and "is not running" in ended.stderr  # the video ended
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_ends_run_cleanly_with_its_summary(tmp_path: Path,
-                                                         signum: signal.Signals) -> None:
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_stop_signal_ends_run_cleanly_with_its_summary(
+        tmp_path: Path, signum: signal.Signals, expected: int) -> None:
     """systemd stops the service with SIGTERM (Ctrl-C sends SIGINT): the loop ends, every
     part is closed (the store zeroised), the signal and the final counters are logged after
-    the loop, and the exit status is 0, not a traceback."""
+    the loop, and the exit status is the exit-code table's (docs/operator.md): 0 for a stop,
+    130 for Ctrl-C, not a traceback. `--status` answers while it runs (also as JSON) and
+    says it is not running once it has stopped, though its status file is still there."""
+    status_dir = tmp_path / "run"
     grey = np.full((240, 320, 3), 90, np.uint8)
     video = _video(tmp_path / "empty.avi", grey, empty_s=120.0, face_s=0.0)
     err = tmp_path / "stderr.log"
     with err.open("w", encoding="utf-8") as sink:
         child = subprocess.Popen([sys.executable, "-m", "dispenser", "run",
                                   "--config", str(_config(tmp_path, video)),
-                                  "--status-dir", str(tmp_path / "run")],
+                                  "--status-dir", str(status_dir)],
                                  stderr=sink, text=True)
         try:
             deadline = time.monotonic() + 120.0   # a slow (emulated) CPU loads the models
-            while " started " not in err.read_text(encoding="utf-8"):
+            while not (status_dir / "status.json").exists():
                 assert child.poll() is None, err.read_text(encoding="utf-8")
-                assert time.monotonic() < deadline, "dispenser run never started"
+                assert time.monotonic() < deadline, "dispenser run never wrote its status"
                 time.sleep(0.1)
+            shown = _dispenser("run", "--status", "--json", "--status-dir", str(status_dir))
+            assert shown.returncode == 0, shown.stderr
+            assert json.loads(shown.stdout)["frames"] >= 0
             child.send_signal(signum)
-            assert child.wait(timeout=60) == 0, err.read_text(encoding="utf-8")
+            assert child.wait(timeout=60) == expected, err.read_text(encoding="utf-8")
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
     log = err.read_text(encoding="utf-8")
     assert f"signal signal={signum.name}" in log
+    assert (status_dir / "status.json").exists()  # the last counters stay for a reader
+    stale = _dispenser("run", "--status", "--status-dir", str(status_dir))
+    assert stale.returncode == 1 and stale.stdout == ""
+    assert stale.stderr.strip() == ("dispenser: error: status: dispenser run is not running "
+                                    f"(no service holds {status_dir / 'serving.lock'})")
     assert re.search(r" stopped state=\w+ .*store_occupancy=0 ", log), log
     assert "Traceback" not in log
 
@@ -184,7 +194,7 @@ def test_the_stop_signal_handler_writes_nothing(caplog: pytest.LogCaptureFixture
 
 def test_run_refuses_a_missing_video_file_in_one_line(tmp_path: Path) -> None:
     done = _dispenser("run", "--source", str(tmp_path / "nope.mp4"))
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad input (docs/operator.md)
     assert done.stderr.strip().splitlines() == [
         f"dispenser: error: camera: video file not found: {tmp_path / 'nope.mp4'}"]
 
@@ -210,15 +220,32 @@ def test_run_refuses_an_invalid_config_naming_the_key(tmp_path: Path) -> None:
 def test_status_without_a_running_service_is_one_line(tmp_path: Path) -> None:
     done = _dispenser("run", "--status", "--status-dir", str(tmp_path))
     assert done.returncode == 1
-    assert done.stderr.startswith("dispenser: error: status: no status file at")
+    assert done.stderr.startswith("dispenser: error: status: dispenser run is not running")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a video at all" * 100])
-def test_run_refuses_an_unreadable_video_file(tmp_path: Path, content: bytes) -> None:
-    bad = tmp_path / "bad.avi"
+def test_a_second_service_on_the_same_status_directory_is_refused(tmp_path: Path) -> None:
+    from dispenser.errors import DispenserError
+    from dispenser.service.status import is_serving, serving
+
+    assert not is_serving(tmp_path)
+    with serving(tmp_path):
+        assert is_serving(tmp_path)
+        with pytest.raises(DispenserError, match="another dispenser run is serving"), \
+                serving(tmp_path):
+            pass
+    assert not is_serving(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("bad.avi", b""), ("bad.avi", b"not a video at all" * 100),
+    ("bad.mp4", b"garbage" * 200)])  # ffmpeg used to print "moov atom not found" first
+def test_run_refuses_an_unreadable_video_file(tmp_path: Path, name: str,
+                                              content: bytes) -> None:
+    bad = tmp_path / name
     bad.write_bytes(content)
     done = _dispenser("run", "--source", str(bad))
-    assert done.returncode == 1
+    assert done.returncode == 2
+    assert done.stdout == ""  # OpenCV's ffmpeg backend logs to stdout: kept quiet
     assert done.stderr.strip() == f"dispenser: error: camera: cannot decode video file {bad}"
 
 

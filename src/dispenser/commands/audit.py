@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="CHECK", action="append", default=[],
                         help="run only this check id (repeatable); default: all")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report (as in audit-report.json) on stdout; the "
+                             "per-check lines go to stderr")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,12 +45,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         raise DispenserError(f"unknown audit check: {', '.join(unknown)} (see --list)")
     selected = [c for c in CHECKS if not args.only or c.ident in args.only]
+    lines = sys.stderr if args.json else sys.stdout
     results = []
     for c in selected:
         result = run_check(c)
         status = "PASS" if result.passed else "FAIL"
         reason = f"  ({result.reason})" if result.reason else ""
-        print(f"{status}  {c.ident:28} {result.seconds:6.2f} s{reason}", flush=True)
+        print(f"{status}  {c.ident:28} {result.seconds:6.2f} s{reason}", file=lines,
+              flush=True)
         results.append(result)
     report = build_report(results, CHECKS)
     try:
@@ -55,7 +61,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise DispenserError(f"cannot write the audit report to {args.out}: "
                              f"{exc.strerror}") from None
     for ident in report["not_run"]:
-        print(f"{'NOT RUN':7} {ident}")
+        print(f"{'NOT RUN':7} {ident}", file=lines)
     print(f"{verdict(report)}: report written to " + ", ".join(str(p) for p in paths),
-          file=sys.stdout)
+          file=lines)
+    if args.json:
+        print(json.dumps(report, indent=2))
     return EXIT_OK if report["passed"] else EXIT_FAILURE

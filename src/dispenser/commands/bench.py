@@ -2,12 +2,14 @@
 
 Runs the measurements registered in `dispenser.perf` from the installed package (no
 repository checkout, no pytest) and prints a table headed by the machine description, or
-JSON with `--json`. Comparisons against references are measured in the same run.
+JSON with `--json`. Comparisons against references are measured in the same run. As each
+measurement starts, one progress line goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dispenser import perf
 from dispenser.config import Settings
@@ -30,13 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only this measurement (repeatable; see --list)")
     parser.add_argument("--list", action="store_true", help="list the measurements and exit")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes and short timing (a smoke run, about a minute)")
+                        help="a smoke run that checks every stage works: store sizes 16 and "
+                             "1024 only, capacity 1024 only, the same timing; its figures are "
+                             "not for comparison (docs/performance.md)")
     parser.add_argument("--sizes", type=_sizes, metavar="N,N,...",
                         help="store sizes for store.decide "
                              "(default 16,256,1024,4096,65536; up to 1048576)")
     parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
                         help="time each stage for at least this long (default 0.2)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _progress(k: int, n: int, name: str) -> None:
+    """One line on stderr as each measurement starts: a full run takes minutes, and stdout
+    stays the table (or the JSON) alone."""
+    print(f"bench: {k}/{n} {name}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,7 +62,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 0.0 < args.min_time <= 60.0:
         raise DispenserError(f"bench: --min-time {args.min_time} must be in (0, 60]")
     options = perf.Options(quick=args.quick, min_time_s=args.min_time, sizes=args.sizes)
-    results = perf.run(args.only, options)
+    results = perf.run(args.only, options, progress=_progress)
     described = perf.machine()
     print(perf.to_json(results, described) if args.json
           else perf.format_table(results, described))

@@ -7,13 +7,15 @@ is scored only when both images have a face. The report gives the ROC summary: e
 rate, TAR at FAR 1 %, 0.1 %, 0.01 % with the threshold for each (dispenser.vision.
 calibration explains the conventions), what the configured match.threshold gives on this
 data, and which images had no face or could not be read. Templates live in one array in
-RAM that is zeroised before the command returns; nothing biometric is printed.
+RAM that is zeroised before the command returns; nothing biometric is printed. Progress
+(about 20 lines however many images) goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from dispenser.config import Settings
 from dispenser.errors import EXIT_OK, DispenserError
 
 ROC_POINTS_MAX = 500  # --json keeps at most this many ROC points (evenly spaced)
+PROGRESS_LINES = 20   # about this many progress lines on stderr, whatever the set's size
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,12 @@ def _embed_all(names: list[str], root: Path, settings: Settings, templates: np.n
 
     no_face: set[str] = set()
     unreadable: dict[str, str] = {}
+    step = max(1, len(names) // PROGRESS_LINES)
+    _progress(f"loading the models, then embedding {len(names)} images")
     with FacePipeline(settings.vision) as pipe:
         for row, name in enumerate(names):
+            if row % step == 0 and row:
+                _progress(f"{row}/{len(names)} images embedded")
             try:
                 image = load_image_bgr(root / name)
             except DispenserError as exc:
@@ -83,7 +90,13 @@ def _embed_all(names: list[str], root: Path, settings: Settings, templates: np.n
             if pipe.embed_largest_face(image, templates[row]) is None:
                 no_face.add(name)
             image.fill(0)
+    _progress(f"{len(names)}/{len(names)} images embedded")
     return no_face, unreadable
+
+
+def _progress(text: str) -> None:
+    """Progress goes to stderr (a large set takes minutes; stdout stays the report)."""
+    print(f"calibrate: {text}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,6 +1,6 @@
 """`dispenser motor`: technician commands to the motor controller, no face processing.
 
-    dispenser motor [--port PATH] status
+    dispenser motor [--port PATH] status [--json]
     dispenser motor [--port PATH] dispense MM
     dispenser motor [--port PATH] abort
     dispenser motor [--port PATH] selftest [--feed MM]
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 
 from dispenser.clock import BootClock
@@ -69,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from the configuration if it names a device, else the "
                              "controller found at /dev/dispenser-motor or by-id)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("status", help="show the controller's state, sensors and counters")
+    p = sub.add_parser("status", help="show the controller's state, sensors and counters")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p = sub.add_parser("dispense", help="feed one ribbon of MM millimetres")
     p.add_argument("mm", type=_length, metavar="MM", help="ribbon length in mm")
     sub.add_parser("abort", help="stop the motor now")
@@ -82,8 +84,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     port = controller_port(args.port, settings.serial.port)
     with MotorLink(settings.serial, BootClock(), port=port) as link:
         if args.action == "status":
-            for key, value in link.status().items():
-                print(f"{key:<20} {value}")
+            status = link.status()
+            if args.json:
+                print(json.dumps(status))
+            else:
+                for key, value in status.items():
+                    print(f"{key:<20} {value}")
         elif args.action == "dispense":
             r = link.dispense(args.mm)
             if not r.ok:

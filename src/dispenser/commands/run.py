@@ -1,7 +1,7 @@
 """`dispenser run`: the service on the board (camera, controller, display).
 
     dispenser run [--config FILE] [--source SPEC]     run until SIGTERM / Ctrl-C
-    dispenser run --status                             print the running service's counters
+    dispenser run --status [--json]                    print the running service's counters
 
 Start-up refuses, with one line, what cannot work: an invalid configuration (the CLI names
 the key), a model file that is missing or does not match its sha256 (the pipeline names
@@ -19,6 +19,7 @@ behind the recording on a slow CPU), so recorded footage is analysed completely.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -30,11 +31,18 @@ from typing import Any
 
 from dispenser.clock import BootClock, Clock
 from dispenser.config import Settings
-from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
+from dispenser.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DispenserError
 from dispenser.logsafe import event
-from dispenser.service.frames import FrameSource, is_camera, open_source
+from dispenser.service.frames import FrameSource, is_camera, open_at_start, open_source
 from dispenser.service.service import DispenserService
-from dispenser.service.status import format_status, read_status, runtime_dir
+from dispenser.service.status import (
+    SERVING_LOCK,
+    format_status,
+    is_serving,
+    read_status,
+    runtime_dir,
+    serving,
+)
 
 _log = logging.getLogger("dispenser.run")
 
@@ -46,7 +54,9 @@ STUCK_FACTOR = 3.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", action="store_true",
                         help="print the counters of the running service (no personal data) "
-                             "and exit")
+                             "and exit; exit 1 when no service is running")
+    parser.add_argument("--json", action="store_true",
+                        help="with --status: print the counters as one JSON object")
     parser.add_argument("--source", metavar="SPEC", default=None,
                         help="override camera.source: a camera index, a /dev/video* device, "
                              "a video file or an image directory")
@@ -62,15 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     status_dir = args.status_dir or runtime_dir()
     if args.status:
-        print(format_status(read_status(status_dir)))
-        return EXIT_OK
+        return _print_status(status_dir, as_json=args.json)
     from dispenser.privacy.memory import disable_core_dumps
 
     disable_core_dumps()
     clock = BootClock()
     spec = args.source if args.source is not None else settings.camera.source
     frames = _frames(spec, settings, clock, every_frame=args.every_frame)
-    with _Machine(settings, clock, frames, status_dir) as machine:
+    with serving(status_dir), _Machine(settings, clock, frames, status_dir) as machine:
         stop = threading.Event()
         received = _stop_on_signals(stop)
         _StuckStepWatchdog(machine.service, clock,
@@ -82,6 +91,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for name in received:
             event(_log, "signal", signal=name)
         _log.info("stopped %s", format_status(machine.service.status()))
+    # systemd stops the service with SIGTERM: a clean stop. Ctrl-C is an interruption.
+    return EXIT_INTERRUPTED if "SIGINT" in received else EXIT_OK
+
+
+def _print_status(status_dir: Path, *, as_json: bool) -> int:
+    """`--status`: the running service's counters; a stopped service is an error (its
+    status file, if any, holds the counters of a run that has ended)."""
+    if not is_serving(status_dir):
+        raise DispenserError(f"status: dispenser run is not running (no service holds "
+                             f"{status_dir / SERVING_LOCK})", exit_code=EXIT_FAILURE)
+    record = read_status(status_dir)
+    print(json.dumps(record) if as_json else format_status(record))
     return EXIT_OK
 
 
@@ -93,7 +114,7 @@ def _frames(spec: str, settings: Settings, clock: Clock, *, every_frame: bool = 
     frames = open_source(spec, clock, width=settings.camera.width,
                          height=settings.camera.height, every_frame=every_frame)
     if not is_camera(spec):
-        frames.open()          # FrameSourceError: one line naming the file
+        open_at_start(frames)
     return frames
 
 

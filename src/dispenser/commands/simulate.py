@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispenser.config import Settings
-from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
+from dispenser.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DispenserError
 from dispenser.sim.live import MAX_SPEED
 
 if TYPE_CHECKING:
+    from dispenser.clock import Clock
+    from dispenser.service.frames import FrameSource
     from dispenser.sim.live import LiveResult
     from dispenser.sim.preview import Preview
     from dispenser.sim.similarity import SimilarityTable
@@ -38,9 +40,10 @@ if TYPE_CHECKING:
     Progress = Callable[[float, float], None]
 
 DEFAULT_SPEED = 100.0
+# --images: an image with no decision this long after its hold-still time is skipped
+VISIT_SLACK_S = 5.0
 DEFAULT_SEED = 1
 LIVE_FORMAT = "dispenser-live-run/1"
-EXIT_INTERRUPTED = 130  # as the CLI returns for Ctrl-C elsewhere (docs/operator.md)
 
 
 def _speed(text: str) -> float:
@@ -75,8 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scenic-spot) or a scenario TOML file (docs/simulator.md)")
     source.add_argument("--camera", metavar="N", help="a webcam index or /dev/video* device")
     source.add_argument("--video", metavar="FILE", type=Path, help="a video file")
-    source.add_argument("--images", metavar="DIR", type=Path,
-                        help="a directory of still images, each shown for 5 s")
+    source.add_argument("--images", metavar="DIR|IMAGE", type=Path,
+                        help="a folder of still images (or one image), each one visitor: "
+                             "shown until the machine has decided, or skipped (and said so) "
+                             f"after hold-still + {VISIT_SLACK_S:g} s without a decision")
     parser.add_argument("--speed", type=_speed, default=DEFAULT_SPEED, metavar="X",
                         help=f"simulated seconds per real second (default {DEFAULT_SPEED:g}; "
                              "'max' = 1000, as fast as the simulated controller can follow; "
@@ -198,6 +203,9 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         bar.update(done / total if total else 0.0, f"{clock_text(done)}/{clock_text(total)}")
 
     scripted = args.camera is None and args.video is None and args.images is None
+    # A missing or unreadable --video/--images is the one line the user sees: checked
+    # before anything is printed.
+    source = None if scripted else _open_frames(args, settings)
     stages = _STAGES_FRAMES
     if scripted:
         calibration = f"synthetic identities fitted to {_similarity(args, settings).describe()}"
@@ -210,11 +218,11 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
-        if scripted:
+        if source is None:
             result = _run_story(args, settings, emit, progress, preview, stop)
             mode = "scripted"
         else:
-            result, mode = _run_frames(args, settings, emit, progress, preview, stop)
+            result, mode = _run_frames(args, settings, source, emit, progress, preview, stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.clear()
@@ -229,6 +237,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
                          "retention_s": settings.store.retention_s},
             "timeline": [r.as_dict() for r in result.rows],
             "outcomes": result.outcomes, "counters": result.counters,
+            "skipped_images": [dataclasses.asdict(s) for s in result.skipped],
             "simulated_s": round(result.duration_s, 1),
         }
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -272,6 +281,8 @@ def _print_summary(result: LiveResult) -> None:
           f"denied {c['denied']}, no-scan button {c['button_served']}, paper "
           f"{c['paper_mm'] / 1000:.2f} m; templates deleted at retention "
           f"{c['store_deletions']}, still in RAM {c['store_occupancy']}")
+    for s in result.skipped:
+        print(f"  image skipped: {s.image}: {s.reason}")
     if result.stopped_early:
         print("stopped early (Ctrl-C or the preview was closed)")
     elif result.outcomes:
@@ -295,30 +306,54 @@ def _run_story(args: argparse.Namespace, settings: Settings, emit: Emit, progres
                         stop=stop)
 
 
-def _run_frames(args: argparse.Namespace, settings: Settings, emit: Emit, progress: Progress,
-                preview: Preview | None, stop: threading.Event) -> tuple[LiveResult, str]:
-    from dispenser.clock import BootClock, Clock, VirtualClock
-    from dispenser.service.frames import FrameSourceError, open_source
-    from dispenser.sim.live import START_S, run_frames
+@dataclasses.dataclass(frozen=True)
+class _Frames:
+    """The opened frame source of a --camera/--video/--images run, and its clock."""
+
+    source: FrameSource
+    clock: Clock
+    mode: str
+
+
+def _open_frames(args: argparse.Namespace, settings: Settings) -> _Frames:
+    """Open --video or --images now (a camera may appear later): what is missing or cannot
+    be read is bad input, one line, exit 2."""
+    from dispenser.clock import BootClock, VirtualClock
+    from dispenser.service.frames import CaptureSource, open_at_start
+    from dispenser.sim.image_visits import ImageVisits
+    from dispenser.sim.live import START_S
+
+    if args.camera is not None:
+        clock = BootClock()
+        return _Frames(CaptureSource(str(args.camera), clock, width=settings.camera.width,
+                                     height=settings.camera.height), clock, "camera")
+    virtual = VirtualClock(start=START_S)
+    source: FrameSource
+    if args.video is not None:
+        if not args.video.is_file():
+            raise DispenserError(f"simulate: --video {args.video} "
+                                 f"{'is a folder' if args.video.is_dir() else 'does not exist'}")
+        source, mode = CaptureSource(str(args.video), virtual), "video"
+    else:
+        source, mode = ImageVisits(args.images, virtual,
+                                   patience_s=settings.vision.hold_still_s + VISIT_SLACK_S), \
+            "images"
+    open_at_start(source)
+    return _Frames(source, virtual, mode)
+
+
+def _run_frames(args: argparse.Namespace, settings: Settings, frames: _Frames, emit: Emit,
+                progress: Progress, preview: Preview | None, stop: threading.Event
+                ) -> tuple[LiveResult, str]:
+    from dispenser.sim.live import run_frames
     from dispenser.vision import FacePipeline
 
-    clock: Clock
-    if args.camera is not None:
-        spec, mode, clock = str(args.camera), "camera", BootClock()
-    else:
-        path = args.video if args.video is not None else args.images
-        if not path.exists():
-            raise DispenserError(f"simulate: {path} does not exist")
-        spec, mode = str(path), "video" if args.video is not None else "images"
-        clock = VirtualClock(start=START_S)
-    frames = open_source(spec, clock, width=settings.camera.width,
-                         height=settings.camera.height)
-    if mode != "camera":
-        try:
-            frames.open()
-        except FrameSourceError as exc:
-            raise DispenserError(str(exc)) from None
-    pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
-    result = run_frames(settings, frames, pipeline, clock, speed=args.speed, emit=emit,
-                        progress=progress, preview=preview, stop=stop, max_s=args.duration)
-    return result, mode
+    try:
+        pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
+    except BaseException:
+        frames.source.close()
+        raise
+    result = run_frames(settings, frames.source, pipeline, frames.clock, speed=args.speed,
+                        emit=emit, progress=progress, preview=preview, stop=stop,
+                        max_s=args.duration)
+    return result, frames.mode

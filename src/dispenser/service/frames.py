@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dispenser.clock import Clock
-from dispenser.errors import EXIT_FAILURE, DispenserError
+from dispenser.errors import EXIT_FAILURE, EXIT_USAGE, DispenserError
 from dispenser.logsafe import event
 from dispenser.privacy.memory import lock_pages, unlock_pages, zeroise
 
@@ -402,3 +402,12 @@ def open_source(spec: str, clock: Clock, *, width: int = 640, height: int = 480,
         return ImageDirSource(spec, clock)
     return CaptureSource(spec, clock, width=width, height=height,
                          every_frame=every_frame)
+
+
+def open_at_start(frames: FrameSource) -> None:
+    """Open a file or folder source when a command starts: one that is missing or cannot be
+    read is bad input (exit 2, docs/operator.md), unlike a camera failing later on."""
+    try:
+        frames.open()
+    except FrameSourceError as exc:
+        raise DispenserError(str(exc), exit_code=EXIT_USAGE) from None

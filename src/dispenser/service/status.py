@@ -11,15 +11,26 @@ JSON file in a RAM-backed runtime directory (`/run/dispenser`, created by system
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dispenser.errors import EXIT_FAILURE, DispenserError
+from dispenser.logsafe import event
+
+_log = logging.getLogger("dispenser.status")
 
 STATUS_FILE = "status.json"
+# Held (flock, exclusive) by `dispenser run` for as long as it serves. The kernel drops the
+# lock when the process ends however it ends (a stop, a crash, the watchdog's exit), so a
+# status file left behind by a run that has ended is never taken for a running service.
+SERVING_LOCK = "serving.lock"
 
 
 @dataclass
@@ -93,3 +104,43 @@ def read_status(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DispenserError(f"status: {path} is not a status file", exit_code=EXIT_FAILURE)
     return data
+
+
+@contextmanager
+def serving(directory: Path) -> Iterator[None]:
+    """Hold the serving lock in `directory` while the body runs; a second `dispenser run`
+    with the same status directory is refused (it would overwrite the first one's file).
+    A directory this user cannot write is not a start-up error (the service runs without
+    a status file, as it does when writing one fails later): one warning, no lock."""
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(directory / SERVING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        event(_log, "status_dir_unusable", logging.WARNING, directory=repr(str(directory)),
+              error=exc.strerror)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DispenserError(f"another dispenser run is serving with the status "
+                                 f"directory {directory}", exit_code=EXIT_FAILURE) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_serving(directory: Path) -> bool:
+    """True while a `dispenser run` holds the serving lock in `directory`."""
+    try:
+        fd = os.open(directory / SERVING_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

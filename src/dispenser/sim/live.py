@@ -35,6 +35,7 @@ from dispenser.logsafe import event
 from dispenser.service import DispenserService, Event, FrameSource, Message
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.state import State, Transition
+from dispenser.sim.image_visits import ImageVisits, Skipped
 from dispenser.sim.preview import Preview
 from dispenser.sim.scripted import ScriptedVisit, SyntheticCamera
 from dispenser.sim.timeline import Row, clock_text
@@ -95,6 +96,7 @@ class LiveResult:
     counters: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     stopped_early: bool = False
+    skipped: list[Skipped] = field(default_factory=list)   # --images: no decision, and why
 
 
 class _KeepLastFrame:
@@ -173,7 +175,7 @@ class LiveDriver:
 
     def __init__(self, settings: Settings, clock: Clock, frames: FrameSource, pipeline: Any,
                  *, emit: Callable[[Row], None], who: Callable[[float], str] | None = None,
-                 preview: Preview | None = None) -> None:
+                 narrate_faces: bool | None = None, preview: Preview | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.display = SimDisplay()
@@ -181,7 +183,7 @@ class LiveDriver:
         self._emit = emit
         self._who = who or (lambda t: "face")
         # Real frames: say when faces come and go (a script announces its own visitors).
-        self._narrate_faces = who is None
+        self._narrate_faces = who is None if narrate_faces is None else narrate_faces
         self._preview = preview
         self._t0 = clock.now()
         self.result = LiveResult()
@@ -212,9 +214,9 @@ class LiveDriver:
         t = step.at - self._t0
         ev = step.event
         if self._narrate_faces and ev is Event.FACE_IN_VIEW:
-            self.row("face", "a face comes into view: please look and hold still")
+            self.row(self._who(t), "a face comes into view: please look and hold still")
         elif self._narrate_faces and ev is Event.FACE_LEFT:
-            self.row("face", "the face left before a decision")
+            self.row(self._who(t), "the face left before a decision")
         if ev is Event.HOLD_COMPLETE:
             self._deciding = (self._who(t), t)
         elif ev is Event.DECIDED_DISPENSE:
@@ -431,18 +433,26 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
                progress: Callable[[float, float], None] | None = None,
                preview: Preview | None = None, stop: threading.Event | None = None,
                max_s: float | None = None) -> LiveResult:
-    """Real frames through the real vision pipeline: a video file or image directory on a
-    virtual clock (one step per frame period), or a live camera on the device clock."""
-    driver = LiveDriver(settings, clock, frames, pipeline, emit=emit, preview=preview)
+    """Real frames through the real vision pipeline: a video file or images on a virtual
+    clock (one step per frame period), or a live camera on the device clock. Images come
+    as `ImageVisits`, one visit each, paced by what the service does."""
+    visits = frames if isinstance(frames, ImageVisits) else None
+    driver = LiveDriver(settings, clock, frames, pipeline, emit=emit, preview=preview,
+                        who=None if visits is None else (lambda t: visits.label),
+                        narrate_faces=True)
     virtual = clock if isinstance(clock, VirtualClock) else None
     pacer = (Pacer(virtual, speed, driver.machine.link.simulator) if virtual is not None
              else None)
     stop = stop or threading.Event()
     try:
+        if visits is not None:
+            _narrate(driver, visits)      # the first image, before its face is seen
         while not stop.is_set():
             if not driver.step():
                 driver.result.stopped_early = True
                 break
+            if visits is not None:
+                _pace_visit(driver, visits)
             t = driver.elapsed()
             if progress is not None and max_s is not None:
                 progress(t, max_s)
@@ -460,7 +470,23 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
         driver.finish()
     finally:
         driver.close()
+    if visits is not None:
+        driver.result.skipped = list(visits.skipped)
     return driver.result
+
+
+def _pace_visit(driver: LiveDriver, visits: ImageVisits) -> None:
+    """Move `--images` on to the next visitor once this one's visit is over."""
+    svc = driver.machine.service
+    visits.pace(driver.clock.now(), decisions=svc.counters.decisions,
+                busy=svc.motor_busy or svc.state not in (State.IDLE, State.FACE_SEEN,
+                                                         State.FAULT))
+    _narrate(driver, visits)
+
+
+def _narrate(driver: LiveDriver, visits: ImageVisits) -> None:
+    for who, text in visits.take_notes():
+        driver.row(who, text)
 
 
 def _until_forgotten(driver: LiveDriver, clock: VirtualClock, pacer: Pacer,
