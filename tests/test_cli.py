@@ -75,16 +75,34 @@ def test_a_usage_error_is_one_line_naming_the_help(capsys: pytest.CaptureFixture
         "(see dispenser motor dispense --help)\n")
 
 
-def test_opencv_stays_quiet_before_the_error_line(tmp_path: Path, repo_root: Path) -> None:
-    """A truncated TIFF made OpenCV print two 'TIFF_Error' lines before compare's own."""
+def _damaged(kind: str, folder: Path) -> Path:
+    """A photo whose damage makes a decoder library talk: a TIFF with its strip data zeroed
+    (OpenCV's log: 'TIFF_Error LZWDecode ...'), a JPEG with 0xFF bytes in its scan data
+    (libjpeg: 'Corrupt JPEG data'), a PNG with a zeroed run (libpng: 'libpng error')."""
     import cv2
     import numpy as np
 
-    encoded = cv2.imencode(".tif", np.full((50, 50, 3), 90, np.uint8))[1].tobytes()
-    tiff = tmp_path / "cut.tif"
-    tiff.write_bytes(encoded[:300])
-    out = _run("compare", str(repo_root / "tests" / "data" / "astronaut.png"), str(tiff))
-    assert out.returncode == 2
-    assert out.stderr == (f"dispenser: error: image {tiff} is not a readable image (corrupt, "
-                          "truncated or an unsupported format)\n")
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[::8] = 200
+    data = bytearray(cv2.imencode(f".{kind}", image)[1].tobytes())
+    middle = len(data) // 2
+    if kind == "tif":
+        data[100:-1000] = bytes(len(data) - 1100)
+    elif kind == "jpg":
+        data[middle:middle + 200] = b"\xff" * 200
+    else:
+        data[middle:middle + 100] = bytes(100)
+    path = folder / f"damaged.{kind}"
+    path.write_bytes(bytes(data))
+    return path
 
+
+@pytest.mark.parametrize("kind", ["tif", "jpg", "png"])
+def test_decoder_libraries_stay_quiet_before_the_one_line(kind: str, tmp_path: Path,
+                                                          repo_root: Path) -> None:
+    """OpenCV's, libjpeg's and libpng's own lines used to come before compare's one line."""
+    photo = _damaged(kind, tmp_path)
+    out = _run("compare", str(repo_root / "tests" / "data" / "astronaut.png"), str(photo))
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1
+    assert out.stderr.startswith("dispenser: error: ") and str(photo) in out.stderr

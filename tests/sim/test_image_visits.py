@@ -73,10 +73,18 @@ def test_an_image_without_a_decision_is_skipped_after_the_patience_and_reported(
 
 def test_an_unreadable_image_is_skipped_and_a_folder_with_none_readable_is_refused(
         tmp_path: Path, clock: VirtualClock) -> None:
-    visits = _visits(_images(tmp_path / "d", "a.broken.png", "b.png"), clock)
-    assert visits.label == "image 2/2"
-    assert [s.image for s in visits.skipped] == ["a.broken.png"]
-    with pytest.raises(FrameSourceError, match=r"none of the 2 images in .* can be read"):
+    folder = _images(tmp_path / "d", "a.png", "b.png", "c.png")
+    data = (folder / "b.png").read_bytes()
+    (folder / "b.png").write_bytes(data[:len(data) // 2])   # a PNG header, cut short
+    (folder / "c.broken.png").write_bytes(b"not an image")  # left out: warned, not listed
+    visits = _visits(folder, clock)
+    assert visits.label == "image 1/3"
+    _run(clock, visits, 0.2, decisions=0)
+    _run(clock, visits, 0.2, decisions=1)                   # a.png decided
+    _run(clock, visits, GAP_S + 0.2, decisions=1)
+    assert visits.label == "image 3/3"
+    assert [s.image for s in visits.skipped] == ["b.png"]
+    with pytest.raises(FrameSourceError, match=r"2 files, none a readable PNG"):
         _visits(_images(tmp_path / "e", "a.broken.png", "b.broken.png"), clock)
     with pytest.raises(FrameSourceError, match="no images"):
         _visits(_images(tmp_path / "f"), clock)
@@ -88,7 +96,7 @@ def test_one_image_file_is_one_visit(tmp_path: Path, clock: VirtualClock) -> Non
     folder = _images(tmp_path / "d", "a.png", "b.broken.png")
     visits = _visits(folder / "a.png", clock)
     assert visits.label == "image 1/1"
-    with pytest.raises(FrameSourceError, match="not a readable image"):
+    with pytest.raises(FrameSourceError, match=r"b\.broken\.png is not a PNG"):
         _visits(folder / "b.broken.png", clock)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dispenser import native_stderr
 from dispenser.config import Settings
 from dispenser.errors import EXIT_OK, DispenserError
 
@@ -83,7 +84,8 @@ def _embed_all(names: list[str], root: Path, settings: Settings, templates: np.n
             if row % step == 0 and row:
                 _progress(f"{row}/{len(names)} images embedded")
             try:
-                image = load_image_bgr(root / name)
+                with native_stderr.silenced():
+                    image = load_image_bgr(root / name)
             except DispenserError as exc:
                 unreadable[name] = str(exc)
                 continue

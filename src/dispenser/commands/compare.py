@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dispenser import native_stderr
 from dispenser.config import Settings
 from dispenser.errors import EXIT_OK, EXIT_USAGE, DispenserError
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with FacePipeline(settings.vision) as pipe:
             reasons = []
             for row, path in enumerate((args.image_a, args.image_b)):
-                image = load_image_bgr(path)
+                with native_stderr.silenced():
+                    image = load_image_bgr(path)
                 face = pipe.embed_largest_face(image, templates[row])
                 image.fill(0)
                 if face is None:

@@ -236,19 +236,10 @@ class ImageDirSource:
         return self._finished
 
     def open(self) -> None:
-        from dispenser.vision.images import IMAGE_FORMATS, IMAGE_SUFFIXES
-
         if not self._dir.is_dir():
             raise FrameSourceError(f"camera: image directory not found: {self._dir}")
         self.close()
-        candidates = sorted(p for p in self._dir.iterdir()
-                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        self._paths = [p for p in candidates if _readable_header(p)]
-        if not self._paths:
-            files = f"{len(candidates)} file" + ("s" if len(candidates) > 1 else "")
-            found = (f"{files}, none a readable {IMAGE_FORMATS} image"
-                     if candidates else f"no images ({', '.join(IMAGE_SUFFIXES)})")
-            raise FrameSourceError(f"camera: {found} in {self._dir}")
+        self._paths = list_images(self._dir)
         self._t0, self._last_t, self._finished = None, None, False
 
     def read(self) -> np.ndarray | None:
@@ -295,6 +286,23 @@ class ImageDirSource:
                 unlock_pages(buffer)
         self._image = self._frame = None
         self._shown = -1
+
+
+def list_images(directory: Path) -> list[Path]:
+    """The images in `directory`, sorted by name, whose header the loader accepts; one
+    warning for each file skipped, FrameSourceError naming the folder if none is left.
+    (`run --source DIR` and `simulate --images DIR` both start from this list.)"""
+    from dispenser.vision.images import IMAGE_FORMATS, IMAGE_SUFFIXES
+
+    candidates = sorted(p for p in directory.iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = [p for p in candidates if _readable_header(p)]
+    if not paths:
+        files = f"{len(candidates)} file" + ("s" if len(candidates) > 1 else "")
+        found = (f"{files}, none a readable {IMAGE_FORMATS} image"
+                 if candidates else f"no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise FrameSourceError(f"camera: {found} in {directory}")
+    return paths
 
 
 def _readable_header(path: Path) -> bool:

@@ -7,8 +7,9 @@ one serve (hold-still 3 s, the ribbon about 4 s, the message 4 s), so in the sim
 face after a served one went by unscanned. Here an image stays in front of the camera until
 its visit is over, or until `patience_s` have passed without a decision (no face, or none
 held still past the quality gate: the image is reported as skipped, as is a file that
-cannot be read). A blank frame for `gap_s` then lets the face leave, so that the next
-image, even of the same person, is a new visit.
+cannot be decoded; one whose header is not an image's is left out with a warning, as
+`dispenser run --source DIR` does). A blank frame for `gap_s` then lets the face leave, so
+that the next image, even of the same person, is a new visit.
 
 `--images` also takes a single image file: one visit.
 
@@ -26,8 +27,8 @@ import numpy as np
 from dispenser.clock import Clock
 from dispenser.errors import DispenserError
 from dispenser.privacy.memory import lock_pages, unlock_pages, zeroise
-from dispenser.service.frames import FrameSourceError
-from dispenser.vision.images import IMAGE_SUFFIXES, load_image_bgr
+from dispenser.service.frames import FrameSourceError, list_images
+from dispenser.vision.images import load_image_bgr
 from dispenser.vision.tracker import LOST_AFTER_S
 
 GAP_S = LOST_AFTER_S + 0.5   # blank frames between two visits: the tracker drops the face
@@ -80,11 +81,7 @@ class ImageVisits:
         if self._paths:
             return
         if self._spec.is_dir():
-            paths = sorted(p for p in self._spec.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not paths:
-                raise FrameSourceError(f"images: no images ({', '.join(IMAGE_SUFFIXES)}) "
-                                       f"in {self._spec}")
+            paths = list_images(self._spec)   # a file with a bad header: one warning
         elif self._spec.is_file():
             paths = [self._spec]
         else:
