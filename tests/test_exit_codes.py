@@ -32,6 +32,7 @@ _BAD_INPUT = {
     "bench": ["--only", "no.such"],
     "firmware-sim": ["--speed", "0"],
     "motor": ["--port", "/dev/null", "dispense", "0"],
+    "display": ["--demo"],                                    # no --out
 }
 
 
@@ -114,11 +115,13 @@ def _ctrl_c_cases(tmp: Path, data: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-# compare and motor finish before a signal could be aimed at them: Ctrl-C is delivered
-# in-process, where their work is (KeyboardInterrupt raised by the patched call).
+# compare, motor and display finish before a signal could be aimed at them: Ctrl-C is
+# delivered in-process, where their work is (KeyboardInterrupt raised by the patched call).
 _SHORT = {"compare": ("dispenser.vision.pipeline.FacePipeline.__init__",
                       ["compare", "a.png", "b.png"]),
-          "motor": ("dispenser.motor.MotorLink.status", ["motor", "--port", "sim", "status"])}
+          "motor": ("dispenser.motor.MotorLink.status", ["motor", "--port", "sim", "status"]),
+          "display": ("dispenser.display.demo.write_demo",
+                      ["display", "--demo", "--out", "unused"])}
 
 
 def test_every_command_has_a_ctrl_c_case(tmp_path: Path, data_dir: Path) -> None:
