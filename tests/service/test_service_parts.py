@@ -42,6 +42,18 @@ def test_choose_target_prefers_the_current_then_the_largest_passing_face() -> No
     assert choose_target(tracks, None, set()) is small
 
 
+def test_choose_target_keeps_a_steady_target_through_a_frame_failing_the_gate() -> None:
+    """A blink: the tracker still calls the current target steady, so it stays the target
+    (the service neither embeds nor decides on that frame); once the tracker gives up on
+    it, the largest passing face takes over."""
+    blinking, other = _track(1, 80, ok=False), _track(2, 120)
+    blinking.steady_since, blinking.now = 0.0, 1.0
+    assert choose_target([blinking, other], 1, set()) is blinking
+    assert choose_target([blinking, other], None, set()) is other
+    blinking.steady_since = 1.0
+    assert choose_target([blinking, other], 1, set()) is other
+
+
 def test_hold_still_keeps_the_best_k_and_builds_a_unit_probe() -> None:
     hold = HoldStill(3.0, k=3)
     hold.start(7, now=0.0)

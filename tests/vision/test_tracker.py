@@ -10,8 +10,9 @@ from dispenser.vision.face import Face, QualityReport
 from dispenser.vision.tracker import (
     LOST_AFTER_FRAMES,
     LOST_AFTER_S,
-    MAX_CENTRE_SHIFT,
+    MAX_DRIFT,
     MAX_LANDMARK_SHIFT,
+    QUALITY_GRACE_S,
     FaceTracker,
     Track,
     iou,
@@ -63,31 +64,75 @@ def test_movement_beyond_the_bound_restarts_the_still_period(clock: VirtualClock
     # Slow drift: each frame moves little, but the anchor is where stillness began.
     x = 100.0
     steady = []
-    for _ in range(10):
+    for _ in range(20):
         x += 4
         (track,) = step(tracker, clock, [face(x)])
         steady.append(track.steady_s)
     assert min(steady) < 0.5 < steady[0]  # reset once drift exceeded the bound
-    assert MAX_CENTRE_SHIFT * 100 < 40  # the drift above is beyond the bound
+    assert MAX_DRIFT * 100 < 80 - 40 * 0.25  # the drift (40 px/s) less the smoothing's lag
+
+
+def test_sway_and_box_jitter_within_the_bound_keep_the_still_period(
+        clock: VirtualClock) -> None:
+    """A head swaying by 0.2 widths, and a detector box off by 0.3 widths or 20 % too wide
+    for single frames: smoothed, all of it stays inside the bounds."""
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100)])
+    for i in range(40):
+        x = 100 + 20 * np.sin(i / 6) + (30 if i % 7 == 3 else 0)
+        size = 100 * (1.2 if i % 9 == 4 else 1.0)
+        (track,) = step(tracker, clock, [face(x, size=size)])
+        assert track.steady_s == pytest.approx(0.1 * (i + 1))
 
 
 def test_walking_towards_the_camera_is_not_still(clock: VirtualClock) -> None:
     tracker = FaceTracker(clock=clock)
     tracker.update([face(100, size=100)])
     step(tracker, clock, [face(100, size=100)], dt=1.0)
-    (track,) = step(tracker, clock, [face(92, size=116)])
-    assert track.steady_s == 0.0
+    steady = []
+    for i in range(1, 11):                 # a step closer: 4 % wider every frame
+        size = 100 * (1 + 0.04 * i)
+        (track,) = step(tracker, clock, [face(100 - (size - 100) / 2, size=size)])
+        steady.append(track.steady_s)
+    assert steady[0] > 1.0 and min(steady) < 0.5
 
 
-def test_failing_quality_holds_steady_time_at_zero(clock: VirtualClock) -> None:
+def test_failing_quality_briefly_keeps_the_still_period(clock: VirtualClock) -> None:
+    """A blink or a glance: a run of failing frames shorter than the grace."""
     tracker = FaceTracker(clock=clock)
     tracker.update([face(100)])
-    (track,) = step(tracker, clock, [face(100, quality=BLURRY)], dt=1.0)
-    assert track.steady_s == 0.0
+    step(tracker, clock, [face(100)], dt=1.0)
+    frames = round(QUALITY_GRACE_S / 0.1) - 1
+    for _ in range(frames):
+        (track,) = step(tracker, clock, [face(100, quality=BLURRY)])
+    assert track.steady_s == pytest.approx(1.0 + 0.1 * frames)
+    (track,) = step(tracker, clock, [face(100)])
+    assert track.steady_s == pytest.approx(1.1 + 0.1 * frames)
+
+
+def test_failing_quality_for_the_grace_ends_the_still_period(clock: VirtualClock) -> None:
+    tracker = FaceTracker(clock=clock)
+    (start,) = tracker.update([face(100, quality=BLURRY)])
+    assert start.steady_s == 0.0                    # never passed: not steady
+    step(tracker, clock, [face(100)], dt=0.5)
+    (track,) = step(tracker, clock, [face(100)], dt=1.0)
+    assert track.steady_s == pytest.approx(1.0)
+    steady = [step(tracker, clock, [face(100, quality=BLURRY)])[0].steady_s
+              for _ in range(round(QUALITY_GRACE_S / 0.1))]
+    assert steady[0] > 1.0 and steady[-1] == 0.0
     (track,) = step(tracker, clock, [face(100)], dt=0.5)
-    assert track.steady_s == 0.0
+    assert track.steady_s == 0.0                    # passes again: a new period starts
     (track,) = step(tracker, clock, [face(100)], dt=0.5)
     assert track.steady_s == pytest.approx(0.5)
+
+
+def test_one_failing_frame_after_a_long_gap_ends_the_still_period(
+        clock: VirtualClock) -> None:
+    """The grace counts from the last frame that passed, whatever the frame rate."""
+    tracker = FaceTracker(clock=clock)
+    tracker.update([face(100)])
+    (track,) = step(tracker, clock, [face(100, quality=BLURRY)], dt=QUALITY_GRACE_S)
+    assert track.steady_s == 0.0
 
 
 def test_short_gaps_are_tolerated_then_the_track_is_lost_once(clock: VirtualClock) -> None:

@@ -32,16 +32,17 @@ def box_area(box: tuple[float, float, float, float]) -> float:
 
 def choose_target(tracks: Iterable[Any], current_id: int | None,
                   excluded: set[int]) -> Any | None:
-    """The track to serve: the current target while it is still in view, else the
-    largest (closest) *steady* face in view that passes the quality gate and was not
+    """The track to serve: the current target while it is still in view and steady, else
+    the largest (closest) *steady* face in view that passes the quality gate and was not
     decided in this visit (the largest moving one if none is steady). Sticking to the
     current target keeps a second person stepping in behind, or someone walking past close
-    to the camera, from resetting someone's hold-still."""
-    candidates = [t for t in tracks
-                  if not t.lost and t.id not in excluded and t.face.quality.ok]
-    for t in candidates:
-        if t.id == current_id:
+    to the camera, from resetting someone's hold-still; it stays the target through a blink
+    or a glance (a frame failing the gate while the tracker still calls it steady)."""
+    live = [t for t in tracks if not t.lost and t.id not in excluded]
+    for t in live:
+        if t.id == current_id and (t.face.quality.ok or t.steady_s > 0.0):
             return t
+    candidates = [t for t in live if t.face.quality.ok]
     if not candidates:
         return None
     return max(candidates, key=lambda t: (t.steady_s > 0.0, box_area(t.face.box)))

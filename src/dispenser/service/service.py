@@ -434,9 +434,11 @@ class DispenserService:
             self._unsteady(target.id, now)
             return
         self._fire(Event.FACE_STEADY)
-        if target.missed > 0:
-            # The tracker bridged a detection gap: its face is from an earlier frame, so it
-            # is neither embedded against this frame nor decided on (the hold continues).
+        self._progress = self.hold.progress(now, float(target.steady_s))
+        if target.missed > 0 or not target.face.quality.ok:
+            # The tracker bridged a detection gap (its face is from an earlier frame) or
+            # let a blink or glance pass (this face fails the gate): the hold continues,
+            # but this frame is neither embedded nor decided on.
             return
         if self.hold.wants_embedding(float(target.face.score), now):
             try:
@@ -447,7 +449,6 @@ class DispenserService:
                 self.hold.scratch.fill(0.0)
                 self.counters.bad_frames += 1
                 event(_log, "embed_failed", logging.DEBUG, kind=type(exc).__name__)
-        self._progress = self.hold.progress(now, float(target.steady_s))
         if self.hold.complete(now, float(target.steady_s)):
             self._decide(target.id, now)
 

@@ -9,9 +9,15 @@ for how long that face has been steady and of good quality (`steady_s`).
 Association is greedy on box overlap (IoU), best pairs first, and a pair is refused when
 the landmarks moved too far for the box's size (a different face whose box happens to
 overlap, e.g. someone leaning in front); a face that matches no live track starts a new
-one. Steadiness is measured against an *anchor* (the box where the current still period
-began), not frame to frame, so it does not depend on the frame rate: slow drift adds up
-and resets it as surely as a jump does. Time comes from the injected clock only.
+one.
+
+Steady is what a person standing at the machine does, talking, blinking and swaying
+a little, and not what a person walking past or turning away does. So it is judged on
+the box *smoothed* over a quarter of a second, against an *anchor* (the smoothed box where
+the still period began), with bounds relative to the face's size; a short run of frames
+failing the quality gate (a blink, an open mouth, a glance) or missing the detection does
+not end it, a sustained one does. Everything is measured in clock time, not frames, so it
+does not depend on the frame rate. Time comes from the injected clock only.
 """
 
 from __future__ import annotations
@@ -36,12 +42,32 @@ MAX_LANDMARK_SHIFT: Final = 0.5
 fraction of the track's box width since the last frame: far more than a person moves
 between frames, far less than the distance between two different faces' eyes."""
 
-MAX_CENTRE_SHIFT: Final = 0.15
-"""Steady means the box centre stays within this fraction of the box width of the anchor
-(about a quarter of the eye distance): small sway passes, turning or walking does not."""
+MOTION_SMOOTHING_S: Final = 0.25
+"""Steadiness is judged on the box smoothed over about this long (an exponential moving
+average of centre and width, weighted by the time between frames, so it does not depend on
+the frame rate). The detector's box jitters by 1-5 % of its width from frame to frame and
+talking or blinking moves it more for a frame or two; smoothing over a quarter of a second
+takes that out while a person walking past (several face widths per second) still moves it
+almost at once."""
 
-MAX_SIZE_CHANGE: Final = 0.15
-"""...and the box width within this fraction of the anchor's (walking towards the camera)."""
+MAX_DRIFT: Final = 0.35
+"""Steady means the smoothed box centre stays within this fraction of the box width of the
+anchor (the smoothed box where the still period began). People standing at a machine and
+talking sway their head by 0.1-0.25 widths over 3 s; one step or walking past moves it
+by several widths. Slow drift adds up, so leaning away restarts the period as surely as a
+jump does."""
+
+MAX_SIZE_CHANGE: Final = 0.25
+"""...and the smoothed box width within this fraction of the anchor's (a step towards or
+away from the camera changes it by far more; the detector's width jitter, smoothed, by
+well under half of it)."""
+
+QUALITY_GRACE_S: Final = 0.6
+"""The still period survives the face failing the quality gate for less than this (counted
+from the last frame that passed): a blink, an open mouth, a quick glance aside or a frame
+of motion blur last a tenth to a few tenths of a second. Failing for longer (turned away,
+looking down at a phone, walked off into the dark) ends it. Only frames that pass the gate
+are embedded or decided on, so the grace lets no bad template in."""
 
 LOST_AFTER_FRAMES: Final = 5
 """A track is lost after this many consecutive frames without its face..."""
@@ -56,11 +82,13 @@ class Track:
     """A snapshot of one tracked face after an `update`.
 
     id: unique per tracker, never reused; face: the latest detection of it (from an earlier
-    frame when `missed` > 0); steady_s: how long it has been steady with quality ok (0 while
-    failing the gate; restarts from 0 when it moves; a gap of fewer than the lost limits
-    does not interrupt it, so decide only on a track with missed == 0); lost: the face is
-    gone for good (reported once, then the track is dropped); missed: consecutive updates
-    without its face (0 = in this frame).
+    frame when `missed` > 0); steady_s: how long it has been steady, facing the camera (0
+    until its face passes the quality gate, and again once it has failed it for
+    `QUALITY_GRACE_S` or moved beyond `MAX_DRIFT` / `MAX_SIZE_CHANGE`; neither a shorter run
+    of failing frames nor a detection gap shorter than the lost limits interrupts it, so
+    embed and decide only on a track with missed == 0 whose face passes the gate); lost: the
+    face is gone for good (reported once, then the track is dropped); missed: consecutive
+    updates without its face (0 = in this frame).
     """
 
     id: int
@@ -70,12 +98,36 @@ class Track:
     missed: int
 
 
+@dataclass(frozen=True)
+class SmoothedBox:
+    """A track's box centre and width, smoothed over `MOTION_SMOOTHING_S`."""
+
+    cx: float
+    cy: float
+    width: float
+
+    @staticmethod
+    def of(face: Face) -> SmoothedBox:
+        cx, cy = face.centre
+        return SmoothedBox(cx, cy, face.width)
+
+    def follow(self, face: Face, dt: float) -> SmoothedBox:
+        """This box moved towards `face` by the share of the way `dt` seconds earn."""
+        weight = 1.0 - math.exp(-max(dt, 0.0) / MOTION_SMOOTHING_S)
+        cx, cy = face.centre
+        return SmoothedBox(self.cx + weight * (cx - self.cx),
+                           self.cy + weight * (cy - self.cy),
+                           self.width + weight * (face.width - self.width))
+
+
 @dataclass
 class _State:
     id: int
     face: Face
-    anchor: Face
-    steady_since: float | None  # None while quality fails
+    smoothed: SmoothedBox
+    anchor: SmoothedBox
+    steady_since: float | None  # None while not steady
+    passed_at: float | None     # when its face last passed the quality gate
     last_seen: float
     missed: int = 0
 
@@ -99,14 +151,13 @@ def landmark_shift(previous: Face, face: Face) -> float:
     return float(moved.mean()) / previous.width
 
 
-def is_still(anchor: Face, face: Face) -> bool:
-    """True if `face` is within the steadiness bounds of `anchor`."""
+def is_still(anchor: SmoothedBox, box: SmoothedBox) -> bool:
+    """True if the smoothed `box` is within the steadiness bounds of `anchor`."""
     size = anchor.width
     if size <= 0:
         return False
-    (ax, ay), (fx, fy) = anchor.centre, face.centre
-    shift = math.hypot(fx - ax, fy - ay) / size
-    return shift <= MAX_CENTRE_SHIFT and abs(face.width - size) / size <= MAX_SIZE_CHANGE
+    shift = math.hypot(box.cx - anchor.cx, box.cy - anchor.cy) / size
+    return shift <= MAX_DRIFT and abs(box.width - size) / size <= MAX_SIZE_CHANGE
 
 
 class FaceTracker:
@@ -148,8 +199,11 @@ class FaceTracker:
                 alive.append(state)
         for fi, face in enumerate(faces):
             if fi not in used_faces:
-                state = _State(id=self._next_id, face=face, anchor=face,
-                               steady_since=now if face.quality.ok else None, last_seen=now)
+                box = SmoothedBox.of(face)
+                ok = face.quality.ok
+                state = _State(id=self._next_id, face=face, smoothed=box, anchor=box,
+                               steady_since=now if ok else None,
+                               passed_at=now if ok else None, last_seen=now)
                 self._next_id += 1
                 alive.append(state)
                 out.append(self._snapshot(state, now, lost=False))
@@ -162,11 +216,18 @@ class FaceTracker:
 
     @staticmethod
     def _continue(state: _State, face: Face, now: float) -> None:
+        state.smoothed = state.smoothed.follow(face, now - state.last_seen)
         state.face, state.last_seen, state.missed = face, now, 0
-        if not face.quality.ok:
-            state.steady_since, state.anchor = None, face
-        elif state.steady_since is None or not is_still(state.anchor, face):
-            state.steady_since, state.anchor = now, face
+        ok = face.quality.ok
+        if ok:
+            state.passed_at = now
+        if state.passed_at is None or now - state.passed_at >= QUALITY_GRACE_S:
+            state.steady_since = None   # failing the gate for too long (or never passed)
+        elif state.steady_since is None or not is_still(state.anchor, state.smoothed):
+            # (Re)start the still period here, where the person is now; a face failing
+            # the gate starts one only once it passes.
+            state.steady_since = now if ok else None
+            state.anchor = state.smoothed
 
     @staticmethod
     def _snapshot(state: _State, now: float, lost: bool) -> Track:
