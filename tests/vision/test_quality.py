@@ -78,7 +78,7 @@ def test_detected_defects_end_to_end(detector: MtcnnDetector, astronaut_bgr: np.
         return assess_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dets[:1])[0].reason
 
     assert verdict(cv2.resize(astronaut_bgr, (220, 220))) == codes.TOO_SMALL
-    rotation = cv2.getRotationMatrix2D((225, 120), 35, 1.0)
+    rotation = cv2.getRotationMatrix2D((225, 120), 40, 1.0)
     assert verdict(cv2.warpAffine(astronaut_bgr, rotation, (512, 512))) == codes.NOT_FRONTAL
     assert verdict(cv2.resize(camera_bgr, (1024, 1024))) == codes.NOT_FRONTAL  # turned away
 

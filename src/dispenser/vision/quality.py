@@ -32,19 +32,25 @@ MIN_INTER_OCULAR_PX: Final = 32.0
 upsampling by more than 1.7x and fine detail (what separates two similar people) is gone.
 At 640x480 this is a person about 1.2 m from a typical 60-70 degree webcam."""
 
-MAX_YAW_RATIO: Final = 0.22
-"""Horizontal offset of the nose tip from the eye midpoint, over the eye distance. About
-0 when facing the camera and ~0.5 at 45 degrees; 0.22 is roughly 20 degrees of head turn,
-beyond which the aligned chip is visibly a half-profile."""
+MAX_YAW_RATIO: Final = 0.30
+"""Horizontal offset of the nose tip from the eye midpoint, over the eye distance: about
+0 facing the camera, (nose depth / eye distance) x tan(turn) otherwise, i.e. 0.4-0.5 at
+45 degrees. 0.30 is a turn of roughly 30-35 degrees (less for a flatter nose). People
+standing at a machine and talking sit mostly below 0.2 with glances beyond; the embedder's
+template of a 0.25-0.35 face still agrees with the same person's frontal one about as well
+as two frontal frames do, and less with anyone else (measured on the tuning videos,
+docs/vision.md). Beyond it the chip is a half-profile: turned away."""
 
-PITCH_RATIO_RANGE: Final = (0.35, 0.85)
-"""Nose tip height between eye line (0) and mouth line (1). Facing the camera it is ~0.55-
-0.7 with MTCNN's landmarks (0.67 on the astronaut photo); a head tipped far up or down
-pushes it out of this range."""
+PITCH_RATIO_RANGE: Final = (0.30, 0.85)
+"""Nose tip height between eye line (0) and mouth line (1). Facing the camera it is ~0.4-
+0.7 with MTCNN's landmarks (0.67 on the astronaut photo); talking lowers it (an open mouth
+moves the mouth line down) to ~0.32 at times; a head tipped far up or down pushes it out of
+this range."""
 
-MAX_ROLL_DEG: Final = 25.0
-"""Tilt of the eye line. Alignment undoes roll, but a strongly tilted head is usually also
-turned, and the detector's landmarks get less accurate there."""
+MAX_ROLL_DEG: Final = 30.0
+"""Tilt of the eye line. Alignment undoes roll, and people tilt their head by 20-30 degrees
+while talking; beyond that a head is usually also turned, and the detector's landmarks get
+less accurate there."""
 
 BRIGHTNESS_RANGE: Final = (55.0, 210.0)
 """Mean grey level of the face region (0-255). Outside it, the face is under- or
