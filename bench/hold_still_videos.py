@@ -45,6 +45,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 @dataclass(frozen=True)
 class _Refusal:
     dispense: bool = False
+    short: bool = False
     reservation: None = None
 
 

@@ -23,7 +23,7 @@ from dispenser.config import Settings
 from dispenser.service import DispenserService, Event, RecordingDisplay
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.state import Transition
-from dispenser.store import TemplateStore, threshold_for
+from dispenser.store import TemplateStore, rule_for
 from dispenser.vision import FaceTracker
 from dispenser.vision.quality import assess_faces
 from dispenser.vision.tracker import QUALITY_GRACE_S
@@ -37,7 +37,7 @@ STILL = Behaviour(sway=0.0, jitter=0.0, size_jitter=0.0, wobble_deg=0.0, talk_hz
 
 @pytest.fixture
 def store(clock: VirtualClock) -> Iterator[TemplateStore]:
-    with TemplateStore(SETTINGS.store, threshold=threshold_for(1, SETTINGS), clock=clock,
+    with TemplateStore(SETTINGS.store, rule=rule_for(SETTINGS), clock=clock,
                        start_sweeper=False, zeroise_on_signals=False) as s:
         yield s
 
