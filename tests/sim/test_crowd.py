@@ -18,6 +18,7 @@ from dispenser.sim.crowd import (
     study,
 )
 from dispenser.sim.identities import IdentityModel, Population
+from dispenser.sim.report import summary_lines as report_summary
 from dispenser.sim.report import to_json
 from dispenser.sim.scenario import Scenario, ScenarioError, Sweep
 from dispenser.sim.similarity import gaussian_table
@@ -118,7 +119,9 @@ def test_study_runs_the_configured_settings_and_every_sweep_point(
     points = {(r.threshold, r.deny_window_s) for r in short_study.runs}
     assert points == {(0.88, 540.0), (0.93, 540.0)}
     configured = short_study.configured
-    assert (configured.threshold, configured.deny_window_s) == (0.93, 540.0)
+    # The configured rule: the dlib card's provisional fixed 0.93 (no band, no tail).
+    assert (configured.threshold, configured.deny_window_s) == (None, 540.0)
+    assert configured.certain_range == (0.93, 0.93) and configured.short_ribbons == 0
     assert configured.served > 0 and configured.repeat_blocked > 0
     assert configured.paper_mm < configured.free_paper_mm
 
@@ -145,7 +148,8 @@ def test_configured_settings_outside_the_sweep_are_run_too() -> None:
                         sweep=Sweep(thresholds=(0.9,), deny_windows_s=(300.0,)))
     result = study(scenario, Settings(), _CRISP, seed=2)
     assert [(r.threshold, r.deny_window_s) for r in result.runs] == [(0.9, 300.0)]
-    assert (result.configured.threshold, result.configured.deny_window_s) == (0.93, 540.0)
+    assert (result.configured.threshold, result.configured.deny_window_s) == (None, 540.0)
+    assert result.configured.certain_range == (0.93, 0.93)
 
 
 def test_the_default_sweep_follows_the_tables_tail_and_runs_predict_false_denials() -> None:
@@ -171,3 +175,41 @@ def test_the_default_sweep_follows_the_tables_tail_and_runs_predict_false_denial
     assert observed == sorted(observed, reverse=True) and observed[0] > observed[-1]
     assert expected == sorted(expected, reverse=True)
     assert sum(observed[:2]) / 1.5 <= sum(expected[:2]) <= 1.5 * sum(observed[:2])
+
+
+def test_the_configured_rule_follows_the_live_count_and_gives_short_ribbons(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As shipped with a calibrated card: the rule derived from its [calibration] tail (here
+    # the SFace-like fixture's), with the default per-visit targets.
+    import tomllib
+    from pathlib import Path
+
+    from dispenser.sim import crowd
+    from dispenser.sim.similarity import load_similarity_file
+    from dispenser.store.rule import ImpostorTail, MatchRule
+
+    fixture = Path(__file__).parent.parent / "data" / "similarity_sface_like.toml"
+    calibration = tomllib.loads(fixture.read_text(encoding="utf-8"))["calibration"]
+    rule = MatchRule(tail=ImpostorTail.from_table(calibration, "fixture"))
+    monkeypatch.setattr(crowd, "rule_for", lambda settings: rule)
+    scenario = Scenario(name="peak-hour", arrivals_per_hour=200.0, repeat_share=0.2,
+                        staff=0, button_share=0.0, sweep=Sweep(deny_windows_s=(540.0,)))
+    settings = Settings()
+    result = study(scenario, settings, load_similarity_file(fixture), seed=1)
+    r = result.configured
+    assert r.certain_range is not None
+    low, high = r.certain_range
+    # The first visitor meets an empty window; later ones up to the peak's live count.
+    assert low == rule.certain(0) and rule.certain(20) < high <= rule.certain(r.peak_occupancy)
+    # Near-misses get the shorter ribbon, about as often as the table predicts (~2 % of
+    # strangers at the default max_false_short), and its paper is the shorter length.
+    assert r.short_ribbons > 0 and r.expected_short_ribbons > 1.0
+    assert r.expected_short_ribbons / 2 <= r.short_ribbons <= 2 * r.expected_short_ribbons
+    full = r.served + r.false_admits + r.staff_served
+    assert r.paper_mm <= full * settings.dispense.ribbon_mm + (
+        r.short_ribbons + r.repeat_shortened) * settings.dispense.short_ribbon_mm
+    assert r.repeat_blocked > 0
+    lines = report_summary(result)
+    assert any("given the shorter ribbon" in line for line in lines)
+    assert any(line.strip().startswith(f"refusal threshold {low:.3f}-{high:.3f}")
+               for line in lines)

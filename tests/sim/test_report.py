@@ -25,7 +25,11 @@ def test_report_without_matplotlib_keeps_json_and_tables(
 def test_summary_marks_the_configured_settings(short_study: CrowdReport) -> None:
     lines = report.summary_lines(short_study)
     marked = [line for line in lines if line.lstrip().startswith("*")]
-    assert len(marked) == 1 and "0.930" in marked[0] and "540" in marked[0]
+    assert len(marked) == 1 and "rule" in marked[0] and "540" in marked[0]
+    # ... and what the rule is: the dlib card's provisional fixed threshold.
+    assert any("configured: fixed threshold 0.93" in line for line in lines)
+    assert any(line.strip() == "refusal threshold 0.930 at the live counts met"
+               for line in lines)
     # Which statistics the people copy: status, group and file, in the summary.
     assert any(line.strip().startswith("similarity statistics: provisional: no measured")
                and "no measured table" in line for line in lines)

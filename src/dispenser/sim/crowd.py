@@ -12,18 +12,24 @@ included).
 
 Because the simulator knows who every visitor really is, it can score each decision:
 
-- served:          dispensed, and the person had not been served within the deny window;
+- served:          the full ribbon, and the person had not been served within the deny
+                   window;
+- short ribbon:    the shorter ribbon (best match between the rule's "likely" and
+                   "certain" thresholds) to a person not served within the deny window;
 - repeat blocked:  denied, and the person *had* been served within the deny window;
 - false denial:    denied, but the person had not been served within the deny window:
                    someone else's template matched them (a stranger wrongly refused).
-                   Beside the count, each run adds up what the similarity table predicts
-                   for the same decisions, 1 - (1 - f)^N at the live count N each one
-                   met, so the two can be compared;
-- false admit:     dispensed to a person served within the deny window (their own template
-                   was not recognised, or was evicted from a full store).
+                   Beside the count (and the short ribbons'), each run adds up what the
+                   similarity table predicts for the same decisions, 1 - (1 - f)^N at the
+                   live count N and thresholds each one met, so the two can be compared;
+- repeat shortened: the shorter ribbon to a person served within the deny window;
+- false admit:     the full ribbon to a person served within the deny window (their own
+                   template was not recognised, or was evicted from a full store).
 
-The same crowd (arrivals and templates) is replayed for every (threshold, deny window)
-pair of the scenario's sweep, so differences between runs come from the settings only.
+The configured run decides with the configured rule (`dispenser.store.rule.rule_for`:
+thresholds that follow the live count, and the short-ribbon band); the sweep runs use one
+fixed threshold each, without a band. The same crowd (arrivals and templates) is replayed
+for every run, so differences between runs come from the settings only.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from dispenser.sim.identities import (
 from dispenser.sim.scenario import Scenario, ScenarioError
 from dispenser.sim.similarity import SimilarityTable
 from dispenser.store import TemplateStore
-from dispenser.store.rule import MatchRule, threshold_for
+from dispenser.store.rule import MatchRule, rule_for
 
 # The simulated controller's nominal feed speed (firmware_sim.plant.NOMINAL_MM_S).
 FEED_MM_PER_S = 150.0
@@ -129,9 +135,10 @@ def generate_crowd(scenario: Scenario, model: IdentityModel, seed: int) -> Crowd
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The settings one crowd run uses (one point of the sweep)."""
+    """The settings one crowd run uses: a fixed threshold (one point of the sweep) or
+    None for the configured rule."""
 
-    threshold: float
+    threshold: float | None
     deny_window_s: float
 
 
@@ -139,15 +146,19 @@ class RunSettings:
 class RunResult:
     """Counts and times of one run; only numbers, no templates."""
 
-    threshold: float
+    threshold: float | None            # None: the configured rule
     deny_window_s: float
     visits: int = 0
     face_visits: int = 0
     served: int = 0
+    short_ribbons: int = 0             # strangers given the shorter ribbon
     repeat_blocked: int = 0
+    repeat_shortened: int = 0          # repeat-takers in the window given the shorter ribbon
     false_denials: int = 0
     expected_false_denials: float = 0.0  # from the table's pairwise rate, same decisions
+    expected_short_ribbons: float = 0.0  # ... and for the shorter ribbon
     false_admits: int = 0
+    certain_range: tuple[float, float] | None = None  # refusal thresholds the decisions met
     staff_served: int = 0
     staff_denied: int = 0
     button_served: int = 0
@@ -174,13 +185,13 @@ class RunResult:
     @property
     def false_denial_rate(self) -> float:
         """False denials per face visit of someone not served within the deny window."""
-        eligible = self.served + self.false_denials + self.staff_served
+        eligible = self.served + self.short_ribbons + self.false_denials + self.staff_served
         return self.false_denials / eligible if eligible else 0.0
 
     @property
     def repeat_block_rate(self) -> float:
         """Share of repeat attempts inside the deny window that were refused."""
-        repeats = self.repeat_blocked + self.false_admits
+        repeats = self.repeat_blocked + self.repeat_shortened + self.false_admits
         return self.repeat_blocked / repeats if repeats else 0.0
 
 
@@ -191,12 +202,14 @@ class _Machine:
                  clock: VirtualClock) -> None:
         store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
-        self.threshold = run.threshold
-        self.store = TemplateStore(store_settings, rule=MatchRule.fixed(run.threshold),
-                                   clock=clock, start_sweeper=False, zeroise_on_signals=False)
+        self.rule = (rule_for(settings) if run.threshold is None
+                     else MatchRule.fixed(run.threshold))
+        self.store = TemplateStore(store_settings, rule=self.rule, clock=clock,
+                                   start_sweeper=False, zeroise_on_signals=False)
         self.button = ButtonGate(settings.dispense.button_min_interval_s)
         self.roll_mm = int(scenario.roll_m * 1000)
         self.ribbon_mm = settings.dispense.ribbon_mm
+        self.short_mm = settings.dispense.short_ribbon_mm
         self.button_mm = settings.dispense.button_ribbon_mm
 
     def feed(self, length_mm: int) -> int:
@@ -217,7 +230,6 @@ def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
                        visits=len(crowd))
     hold_s = settings.vision.hold_still_s
     message_s = settings.display.message_s
-    ribbon_s = machine.ribbon_mm / FEED_MM_PER_S
     button_s = machine.button_mm / FEED_MM_PER_S
     last_served: dict[int, float] = {}
     free_used = 0
@@ -247,7 +259,7 @@ def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
                 result.face_visits += 1
                 decide_at = start + hold_s
                 clock.set(decide_at)
-                busy_s = _face_visit(machine, result, crowd, i, last_served, ribbon_s,
+                busy_s = _face_visit(machine, result, crowd, i, last_served,
                                      run.deny_window_s, table)
                 machine_free_at = decide_at + busy_s + message_s
             result.paper_timeline.append((arrival, result.paper_mm, free_used))
@@ -301,7 +313,7 @@ def _button_visit(machine: _Machine, result: RunResult, button_s: float) -> floa
 
 
 def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
-                last_served: dict[int, float], ribbon_s: float, deny_window_s: float,
+                last_served: dict[int, float], deny_window_s: float,
                 table: SimilarityTable | None) -> float:
     """Hold-still is over (clock = decision time): decide, feed, commit or roll back.
     Returns how long the decision and the ribbon keep the machine busy after it."""
@@ -314,12 +326,9 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     staff = crowd.kind[i] == Kind.STAFF
     served_at = last_served.get(person)
     should_deny = served_at is not None and now - served_at < deny_window_s
-    if table is not None and not should_deny and not staff:
-        live = machine.store.counters().occupancy
-        if live:
-            result.expected_false_denials += table.per_visit_wrongful_refusal(
-                machine.threshold, live)
     decision = machine.store.decide(crowd.templates[i].copy())
+    _score_thresholds(machine.rule, decision.live_count, result,
+                      None if should_deny or staff else table)
     occupancy = machine.store.counters().occupancy
     result.peak_occupancy = max(result.peak_occupancy, occupancy)
     if not decision.dispense:
@@ -332,10 +341,12 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
         return 0.0
     reservation = decision.reservation
     assert reservation is not None  # the store's contract: set iff dispense
+    length = machine.short_mm if decision.short else machine.ribbon_mm
+    ribbon_s = length / FEED_MM_PER_S
     machine.clock.set(now + ribbon_s)
-    out = machine.feed(machine.ribbon_mm)
+    out = machine.feed(length)
     result.paper_mm += out
-    if out < machine.ribbon_mm:
+    if out < length:
         # paper_empty: the service rolls back, so this person is not denied next time.
         machine.store.rollback(reservation)
         _roll_empty(machine, result)
@@ -345,10 +356,29 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     if staff:
         result.staff_served += 1
     elif should_deny:
-        result.false_admits += 1
+        if decision.short:
+            result.repeat_shortened += 1
+        else:
+            result.false_admits += 1
+    elif decision.short:
+        result.short_ribbons += 1
     else:
         result.served += 1
     return ribbon_s
+
+
+def _score_thresholds(rule: MatchRule, live: int, result: RunResult,
+                      table: SimilarityTable | None) -> None:
+    """Record the refusal threshold this decision met and, for a stranger (`table` given),
+    what the table predicts: refusal 1 - (1 - f(certain))^N, shorter ribbon the same at
+    `likely` minus that."""
+    likely, certain = rule.thresholds(live)
+    low, high = result.certain_range or (certain, certain)
+    result.certain_range = (min(low, certain), max(high, certain))
+    if table is not None and live:
+        refused = table.per_visit_wrongful_refusal(certain, live)
+        result.expected_false_denials += refused
+        result.expected_short_ribbons += table.per_visit_wrongful_refusal(likely, live) - refused
 
 
 def _roll_empty(machine: _Machine, result: RunResult) -> None:
@@ -402,9 +432,9 @@ def study(scenario: Scenario, settings: Settings, table: SimilarityTable, seed: 
                             "outlasts retention)")
     model = IdentityModel.fit(table)
     crowd = generate_crowd(scenario, model, seed)
-    configured_point = RunSettings(threshold_for(1, settings), settings.store.deny_window_s)
+    configured_point = RunSettings(None, settings.store.deny_window_s)
     points = sweep_points(scenario, table)
-    todo = points if configured_point in points else [*points, configured_point]
+    todo = [configured_point, *points]
     results: dict[RunSettings, RunResult] = {}
     for done, point in enumerate(todo, start=1):
         results[point] = run_crowd(crowd, scenario, settings, point, table)

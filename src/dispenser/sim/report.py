@@ -22,7 +22,7 @@ import numpy as np
 
 from dispenser.errors import DispenserError
 from dispenser.sim.crowd import CrowdReport, Kind, RunResult
-from dispenser.store.rule import threshold_for
+from dispenser.store.rule import rule_for, threshold_for
 
 FORMAT = "dispenser-crowd-report/1"
 MATPLOTLIB_MISSING = ("plots skipped: matplotlib is not installed (pip install '.[report]' "
@@ -49,10 +49,15 @@ def _r(x: float, digits: int = 6) -> float:
 def run_record(run: RunResult) -> dict[str, Any]:
     """One run as plain numbers (no time series)."""
     return {
-        "threshold": _r(run.threshold, 4), "deny_window_s": _r(run.deny_window_s, 3),
-        "served": run.served, "repeat_blocked": run.repeat_blocked,
+        "threshold": None if run.threshold is None else _r(run.threshold, 4),
+        "deny_window_s": _r(run.deny_window_s, 3),
+        "certain_range": (None if run.certain_range is None
+                          else [_r(t, 4) for t in run.certain_range]),
+        "served": run.served, "short_ribbons": run.short_ribbons,
+        "repeat_blocked": run.repeat_blocked, "repeat_shortened": run.repeat_shortened,
         "false_denials": run.false_denials,
         "expected_false_denials": _r(run.expected_false_denials),
+        "expected_short_ribbons": _r(run.expected_short_ribbons),
         "false_admits": run.false_admits,
         "staff_served": run.staff_served, "staff_denied": run.staff_denied,
         "button_served": run.button_served, "button_refused": run.button_refused,
@@ -81,10 +86,12 @@ def to_json(report: CrowdReport) -> str:
         "scenario": scenario,
         "what_runs": WHAT_RUNS,
         "settings": {
-            "threshold": st.match.threshold, "deny_window_s": st.store.deny_window_s,
+            "rule": rule_for(st).describe(), "threshold": st.match.threshold,
+            "deny_window_s": st.store.deny_window_s,
             "retention_s": st.store.retention_s, "capacity": st.store.capacity,
             "hold_still_s": st.vision.hold_still_s, "message_s": st.display.message_s,
-            "ribbon_mm": st.dispense.ribbon_mm, "button_ribbon_mm": st.dispense.button_ribbon_mm,
+            "ribbon_mm": st.dispense.ribbon_mm, "short_ribbon_mm": st.dispense.short_ribbon_mm,
+            "button_ribbon_mm": st.dispense.button_ribbon_mm,
             "button_min_interval_s": st.dispense.button_min_interval_s,
         },
         "identity_model": _identity_model(report),
@@ -129,6 +136,13 @@ def _identity_model(report: CrowdReport) -> dict[str, Any]:
     }
 
 
+def _range(span: tuple[float, float] | None) -> str:
+    if span is None:
+        return "- (no face decision)"
+    low, high = span
+    return f"{low:.3f}" if low == high else f"{low:.3f}-{high:.3f}"
+
+
 def _minutes(s: float | None) -> str:
     return "-" if s is None else f"{s / 60:.0f} min"
 
@@ -141,16 +155,19 @@ def summary_lines(report: CrowdReport) -> list[str]:
         f"  {len(c)} visits in {c.duration_s / 60:.0f} simulated minutes "
         f"(seed {report.seed})",
         f"  similarity statistics: {report.table.describe()}",
-        f"  configured: threshold {r.threshold:g}, deny window {r.deny_window_s:g} s",
+        f"  configured: {rule_for(report.settings).describe()}; deny window "
+        f"{r.deny_window_s:g} s",
+        f"    refusal threshold {_range(r.certain_range)} at the live counts met",
         f"    paper {r.paper_mm / 1000:.1f} m vs {r.free_paper_mm / 1000:.1f} m for a free "
         f"dispenser (saved {100 * r.paper_saved:.0f}%); roll empty: machine "
         f"{_minutes(r.roll_empty_at_s)}, free {_minutes(r.free_roll_empty_at_s)}",
-        f"    served {r.served}, repeat-takes blocked {r.repeat_blocked}, "
-        f"false admits {r.false_admits}, staff served/denied {r.staff_served}/"
-        f"{r.staff_denied}",
+        f"    served {r.served}, repeat-takes blocked/shortened {r.repeat_blocked}/"
+        f"{r.repeat_shortened}, false admits {r.false_admits}, staff served/denied "
+        f"{r.staff_served}/{r.staff_denied}",
         f"    strangers wrongly refused {r.false_denials} "
-        f"({100 * r.false_denial_rate:.2f}% of eligible face visits); the table predicts "
-        f"{r.expected_false_denials:.2f} for the same decisions",
+        f"({100 * r.false_denial_rate:.2f}% of eligible face visits), given the shorter "
+        f"ribbon {r.short_ribbons}; the table predicts {r.expected_false_denials:.2f} and "
+        f"{r.expected_short_ribbons:.2f} for the same decisions",
         f"    button served/refused {r.button_served}/{r.button_refused}, gave up queueing "
         f"{r.gave_up}, evictions {r.evictions}, deletions {r.deletions}, "
         f"peak occupancy {r.peak_occupancy}, wait mean/max {r.wait_mean_s:.0f}/"
@@ -159,10 +176,9 @@ def summary_lines(report: CrowdReport) -> list[str]:
         "  sweep: threshold  deny_s  paper_saved  blocked  false_denials  false_admits  peak",
     ]
     rows = []
-    for run in report.runs:
-        mark = "*" if (run.threshold, run.deny_window_s) == (r.threshold, r.deny_window_s) \
-            else " "
-        rows.append(f"       {mark}{run.threshold:8.3f}  {run.deny_window_s:6.0f}  "
+    for run in [r, *report.runs]:
+        mark, threshold = ("*", "    rule") if run is r else (" ", f"{run.threshold:8.3f}")
+        rows.append(f"       {mark}{threshold}  {run.deny_window_s:6.0f}  "
                     f"{100 * run.paper_saved:10.1f}%  {run.repeat_blocked:7d}  "
                     f"{run.false_denials:13d}  {run.false_admits:12d}  "
                     f"{run.peak_occupancy:4d}")
@@ -236,7 +252,7 @@ def _plot_timeline(plt: Any, report: CrowdReport) -> Any:
     t, n = zip(*run.occupancy, strict=True) if run.occupancy else ((), ())
     top.step([x / 60 for x in t], n, where="post")
     top.set_ylabel("templates in RAM")
-    top.set_title(f"Store occupancy (threshold {run.threshold:g}, deny window "
+    top.set_title(f"Store occupancy (configured rule, deny window "
                   f"{run.deny_window_s:g} s, retention {report.settings.store.retention_s:g} s)")
     if run.paper_timeline:
         at, used, free = zip(*run.paper_timeline, strict=True)
@@ -259,7 +275,7 @@ def _plot_similarity(plt: Any, report: CrowdReport) -> Any:
     ax.hist(sampled.genuine, bins=bins, alpha=0.6, density=True, label="same person")
     ax.hist(sampled.same_session, bins=bins, alpha=0.4, density=True,
             label="same person, same session")
-    for th in sorted({run.threshold for run in report.runs}):
+    for th in sorted({run.threshold for run in report.runs if run.threshold is not None}):
         ax.axvline(th, color="grey", linewidth=0.6)
     ax.axvline(threshold_for(1, report.settings), color="red",
                label="configured threshold (1 live template)")
@@ -298,14 +314,13 @@ def to_html(report: CrowdReport, images: dict[str, bytes] | None) -> str:
     """A single page with the plots embedded (base64), readable offline."""
     doc = json.loads(to_json(report))
     esc = html.escape
-    cols = ["threshold", "deny_window_s", "paper_saved", "served", "repeat_blocked",
-            "false_denials", "false_admits", "staff_denied", "peak_occupancy", "evictions"]
+    cols = ["threshold", "deny_window_s", "paper_saved", "served", "short_ribbons",
+            "repeat_blocked", "false_denials", "false_admits", "staff_denied",
+            "peak_occupancy", "evictions"]
     header = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    configured = (doc["configured"]["threshold"], doc["configured"]["deny_window_s"])
     rows = []
-    for run in doc["sweep"]:
-        cls = ' class="configured"' if (run["threshold"], run["deny_window_s"]) == configured \
-            else ""
+    for run in [doc["configured"], *doc["sweep"]]:
+        cls = ' class="configured"' if run["threshold"] is None else ""
         cells = "".join(f"<td>{esc(_cell(run[c], c))}</td>" for c in cols)
         rows.append(f"<tr{cls}>{cells}</tr>")
     if images is None:
@@ -322,7 +337,7 @@ def to_html(report: CrowdReport, images: dict[str, bytes] | None) -> str:
                          for k, v in params.items())
     real = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["real"])
     modelled = "".join(f"<li>{esc(x)}</li>" for x in WHAT_RUNS["modelled"])
-    summary = "<br>".join(esc(line) for line in summary_lines(report)[:8])
+    summary = "<br>".join(esc(line) for line in summary_lines(report)[:9])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>dispenser crowd report: {esc(report.scenario.name)}</title>
@@ -339,9 +354,10 @@ code, .mono {{ font-family: monospace; }}
 <h2>Scenario and settings</h2><table>{param_rows}</table>
 <h2>What ran</h2><p>Real code:</p><ul>{real}</ul><p>Modelled:</p><ul>{modelled}</ul>
 <h2>Settings sweep</h2>
-<p>Highlighted: the configured settings. A false denial is a person refused because
-someone else's template matched; a false admit is a repeat-taker inside the deny window
-who got paper again.</p>
+<p>Highlighted: the configured rule (thresholds that follow the live count, and the
+shorter-ribbon band); the other rows use one fixed threshold each. A false denial is a
+person refused because someone else's template matched; a false admit is a repeat-taker
+inside the deny window who got the full ribbon again.</p>
 <table><tr>{header}</tr>{''.join(rows)}</table>
 <h2>Plots</h2>{figures}
 <h2>Data</h2><p>The same numbers as JSON: <code>report.json</code> beside this page.</p>
@@ -352,6 +368,8 @@ who got paper again.</p>
 def _cell(value: Any, column: str) -> str:
     if column == "paper_saved":
         return f"{100 * value:.1f}%"
+    if column == "threshold" and value is None:
+        return "configured rule"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
