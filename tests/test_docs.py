@@ -111,3 +111,23 @@ def test_deploy_md_does_not_call_the_unprivileged_memory_scan_broken(repo_root: 
     claims = [p for p in _paragraphs(current)
               if "/proc/self/mem" in p and re.search(r"\bfail", p)]
     assert claims == []
+
+
+def test_every_quoted_config_error_is_the_one_the_loader_prints(repo_root: Path) -> None:
+    """README quoted `store.retention_s = 900 is out of range`; the loader says 900.0."""
+    from dispenser.config import settings_from_mapping
+    from dispenser.errors import ConfigError
+
+    quoted = re.compile(r"config: (\w+)\.(\w+) = (\S+)\s+is out of range\s+\(allowed [^)]*\)")
+    texts = [p.read_text(encoding="utf-8")
+             for p in (*_files(repo_root, _DOCS), repo_root / "src/dispenser/config.py")]
+    seen = 0
+    for text in texts:
+        for m in quoted.finditer(text):
+            section, key, value = m.groups()
+            with pytest.raises(ConfigError) as error:
+                settings_from_mapping({section: {key: float(value)}})
+            assert " ".join(m.group(0).split()) == str(error.value)
+            seen += 1
+    assert seen >= 2
+

@@ -5,7 +5,7 @@ scenario), so `Settings()` is a complete configuration. A file only overrides wh
 names. Loading rejects unknown sections and keys, wrong types and out-of-range values with
 one line that names the key and the allowed range, e.g.
 
-    config: store.retention_s = 900 is out of range (allowed 0 < x <= 600)
+    config: store.retention_s = 900.0 is out of range (allowed 0 < x <= 600)
 
 The privacy ceilings are enforced here, not left to documentation: the retention limit can
 be shortened, never raised past `RETENTION_CEILING_S`, and the deny window can never
