@@ -201,15 +201,21 @@ def test_images_takes_one_image_file_as_one_visit(
     assert "DISPENSE" in out and "still in RAM 0" in out
 
 
-def test_ctrl_c_stops_the_story_with_its_summary() -> None:
-    env = {**os.environ, "DISPLAY": ""}
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_stop_signal_ends_the_story_with_its_summary_and_cleans_up(
+        signum: signal.Signals, expected: int, tmp_path: Path) -> None:
+    """Ctrl-C exits 130, SIGTERM 0 (docs/operator.md); either way the simulated controller's
+    /tmp/dispenser-sim-* folder is removed (SIGTERM used to kill the process and leave it)."""
+    env = {**os.environ, "DISPLAY": "", "TMPDIR": str(tmp_path)}
     with subprocess.Popen([sys.executable, "-m", "dispenser", "simulate"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if "steps up" in line:
                 break
-        proc.send_signal(signal.SIGINT)
+        assert list(tmp_path.glob("dispenser-sim-*"))   # the in-process controller's pty
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=_BOUND_S)
-    assert proc.returncode == 130
+    assert proc.returncode == expected
     assert "stopped early" in out
+    assert not list(tmp_path.glob("dispenser-sim-*"))

@@ -216,7 +216,16 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         _print_intro(args, settings, stages, preview_note)
         print(HEADER)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Ctrl-C or SIGTERM end the run the same way: the machine stops, the store is
+        # zeroised and the simulated controller's pty folder removed. The handler only
+        # records and sets the event (writing from a handler can re-enter a write).
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if source is None:
             result = _run_story(args, settings, emit, progress, preview, stop)
@@ -224,10 +233,11 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         else:
             result, mode = _run_frames(args, settings, source, emit, progress, preview, stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     bar.clear()
     ok = all(o["expected"] == o["observed"] for o in result.outcomes)
-    interrupted = stop.is_set()
+    interrupted = signal.SIGINT in received
     if args.json:
         doc: dict[str, Any] = {
             "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
