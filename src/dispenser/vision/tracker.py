@@ -58,9 +58,9 @@ by several widths. Slow drift adds up, so leaning away restarts the period as su
 jump does."""
 
 MAX_SIZE_CHANGE: Final = 0.25
-"""...and the smoothed box width within this fraction of the anchor's (a step towards or
-away from the camera changes it by far more; the detector's width jitter, smoothed, by
-well under half of it)."""
+"""...and the smoothed box width within this fraction of the anchor's: a step towards or
+away from the camera changes it by far more; the detector's width jitter and a talking
+head, smoothed, change it by up to ~0.15 over 3 s."""
 
 QUALITY_GRACE_S: Final = 0.6
 """The still period survives the face failing the quality gate for less than this (counted
