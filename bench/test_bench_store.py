@@ -46,7 +46,7 @@ def _runner(impl: str, case: sb.SearchCase, index: Any) -> Callable[[], float]:
     if impl == "numba":
         return lambda: sb.numba_decide(case)
     if impl == "numba-search":
-        sb.numba_decide(case)  # leaves the rotated probes in the scratch
+        sb.seal_probe(case)  # leaves the sealed probes in the scratch
         return lambda: sb.search_only(case)
     if impl == "numpy":
         return lambda: sb.numpy_decide(case)

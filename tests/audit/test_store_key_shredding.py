@@ -1,6 +1,7 @@
-"""Key shredding (issue 8): rows are stored rotated by a secret per-epoch orthogonal key,
+"""Key shredding: rows are stored sealed by a secret per-epoch orthogonal transform,
 matching is unchanged, and an epoch's key is overwritten with zeros as soon as its last
-entry is deleted and the epoch is over (checked on the raw key buffer)."""
+entry is deleted and the epoch is over (checked on the raw key buffer). The transform's
+own properties are in test_store_transform.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from dispenser.clock import VirtualClock
 from dispenser.store import TemplateStore
+from dispenser.store.transform import seal_numpy
 
 Raw = Callable[[TemplateStore], dict[str, np.ndarray]]
 
@@ -64,8 +66,9 @@ def test_rows_are_stored_rotated_not_in_the_clear(
     slot = int(np.flatnonzero(b["state"])[0])
     row = b["rows"][slot]
     assert abs(float(row @ template(1))) < 0.5  # the stored row does not look like the face
-    key = b["keys"][store._buf.slot_key[slot]]
-    assert np.allclose(key.T @ row, template(1), atol=1e-5)  # the key undoes it
+    key = b["keys"][store._buf.slot_key[slot]].astype(np.float64)
+    sealing = seal_numpy(key, np.eye(128)).T  # the key as a (128, 128) matrix
+    assert np.allclose(sealing.T @ row, template(1), atol=1e-5)  # the key undoes it
 
 
 def test_keys_are_orthogonal_secret_and_differ_per_epoch(
@@ -77,14 +80,16 @@ def test_keys_are_orthogonal_secret_and_differ_per_epoch(
     serve(store, template(2))
     live = sorted(_live_keys(raw(store)))
     assert len(live) == 2
-    first, second = (raw(store)["keys"][k].astype(np.float64) for k in live)
-    assert np.allclose(first @ first.T, np.eye(128), atol=1e-5)
-    assert np.allclose(second @ second.T, np.eye(128), atol=1e-5)
+    first, second = (seal_numpy(raw(store)["keys"][k].astype(np.float64), np.eye(128)).T
+                     for k in live)
+    assert np.allclose(first.T @ first, np.eye(128), atol=1e-5)
+    assert np.allclose(second.T @ second, np.eye(128), atol=1e-5)
     assert not np.allclose(first, second, atol=0.1)
     other = make_store(key_epoch_s=60.0)  # another store (another boot) gets other keys
     serve(other, template(1))
     (k,) = _live_keys(raw(other))
-    assert not np.allclose(raw(other)["keys"][k], first, atol=0.1)
+    assert not np.allclose(seal_numpy(raw(other)["keys"][k].astype(np.float64),
+                                      np.eye(128)).T, first, atol=0.1)
 
 
 def test_epoch_key_is_zeroised_when_its_last_entry_is_deleted(

@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
 from dispenser.store import MatchRule, Reservation, TemplateStore
+from dispenser.store.transform import seal_numpy
 
 DIM = 128
 THRESHOLD = 0.93
@@ -225,7 +226,7 @@ class StoreVersusReference(RuleBasedStateMachine):
         for slot in occupied:
             assert now - b.born[slot] < self.store.settings.retention_s
             key = b.keys.keys[b.slot_key[slot]].astype(np.float64)
-            face = key.T @ b.rows[slot].astype(np.float64)
+            face = seal_numpy(key, np.eye(DIM)) @ b.rows[slot].astype(np.float64)
             (entry,) = [e for e in self.ref.entries if e.seq == b.seq[slot]]
             assert entry.born == b.born[slot]
             assert (entry.served or 0.0) == b.served[slot]

@@ -76,13 +76,13 @@ def test_eviction_zeroises_before_reuse(
     store = make_store(capacity=1)
     serve(store, template(1))
     seen: list[bool] = []
-    real_rotate = kernels.rotate_into
+    real_seal = kernels.seal_row
 
-    def spy(key: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
+    def spy(key: np.ndarray, vector: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
         seen.append(not np.any(out) and not np.any(raw(store)["born"]))
-        real_rotate(key, vector, out)
+        real_seal(key, vector, scratch, out)
 
-    monkeypatch.setattr(kernels, "rotate_into", spy)
+    monkeypatch.setattr(kernels, "seal_row", spy)
     serve(store, template(2))
     assert seen == [True]
 

@@ -199,5 +199,5 @@ def test_template_and_key_buffers_are_locked_against_swap(
     store = make_store(capacity=64)
     buffers = raw(store)
     expected = (buffers["rows"].nbytes + buffers["rotated"].nbytes + buffers["keys"].nbytes
-                + store._keys._gaussian.nbytes)
+                + store._keys._uniform.nbytes)
     assert LOCKS.locked_bytes + LOCKS.refused_bytes - asked == expected

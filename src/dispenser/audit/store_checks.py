@@ -201,7 +201,7 @@ _SCAN_SPREAD_S = 300.0
 
 @check("memory-scan-after-retention", invariant="2. Retention",
        claim="After the retention limit no copy of any admitted template survives anywhere "
-             "in the process memory, in any stored form (as produced, and as rotated by "
+             "in the process memory, in any stored form (as produced, and as sealed by "
              "its epoch key), and no epoch key survives.",
        method=f"Admit {SCAN_TEMPLATES} distinct templates into the store (threshold 1.0) over "
               f"{_SCAN_SPREAD_S:.0f} s of virtual time: the first {PIPELINE_TEMPLATES} made "
@@ -226,7 +226,8 @@ def memory_scan_after_retention() -> Evidence:
     with FacePipeline(settings.vision) as pipe, TemplateStore(
             StoreSettings(capacity=count), rule=MatchRule.fixed(1.0), dim=DIM, clock=clock,
             start_sweeper=False, zeroise_on_signals=False) as store:
-        keys = np.zeros((store._buf.keys.keys.shape[0], DIM * DIM), np.float32)
+        key_array = store._buf.keys.keys
+        keys = np.zeros((key_array.shape[0], key_array[0].size), np.float32)
         for i in range(count):
             frame = next(portrait, None)
             if frame is not None:
@@ -244,7 +245,7 @@ def memory_scan_after_retention() -> Evidence:
             slot = d.reservation.slot
             expired[2 * i + 1] = store._buf.rows[slot]
             k = int(store._buf.slot_key[slot])
-            keys[k] = store._buf.keys.keys[k].reshape(-1)
+            keys[k] = key_array[k].reshape(-1)
             clock.advance(_SCAN_SPREAD_S / count)
         clock.advance(settings.store.retention_s + settings.store.sweep_period_s)
         store.sweep()

@@ -1,12 +1,14 @@
 """Store measurements for `dispenser bench` and bench/test_bench_store.py.
 
-The search is measured as the store runs it (rotate the probe with every live epoch key,
-then the fused masked max) against, in the same run and on the same arrays:
+The search is measured as the store runs it (`kernels.best_match`: seal the probe under
+every live epoch key, the fused masked max, zeroise the scratch) against, in the same run
+and on the same arrays:
 
-- `numpy_decide`: a clean vectorised numpy version of the same masked search;
-- faiss `IndexFlatIP` search over the same rows (no mask, no rotation), when faiss is
+- `numpy_decide`: a clean vectorised numpy version of the same masked search (each key
+  as a dense matrix, built once with `transform.seal_numpy`);
+- faiss `IndexFlatIP` search over the same rows (no mask, no key), when faiss is
   installed (it is a test extra, not a runtime dependency), limited to one thread like
-  our kernel. faiss pays no rotation, so the search alone is reported next to it too;
+  our kernel. faiss pays no key rotation, so the search alone is reported next to it too;
 - `stream_sum`: reading the row buffer once, the bound no search can beat.
 
 The search arrays are built directly (not through `TemplateStore.decide`), because
@@ -30,11 +32,12 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from dispenser import perf
 from dispenser.clock import VirtualClock
 from dispenser.config import StoreSettings
-from dispenser.store import kernels
+from dispenser.store import kernels, transform
 from dispenser.store.keys import EpochKeys
 from dispenser.store.rule import MatchRule
 from dispenser.store.store import TemplateStore
@@ -61,6 +64,7 @@ class SearchCase:
     rotated: np.ndarray
     probe: np.ndarray
     now: float
+    key_matrices: np.ndarray  # each key as a dense (padded_dim, dim) matrix, for numpy
 
     @property
     def row_bytes(self) -> int:
@@ -84,28 +88,38 @@ def search_case(n: int, dim: int = DIM, seed: int = 0) -> SearchCase:
     admitted = np.linspace(now - RETENTION_S + 1e-3, now, n)
     slot_key = np.minimum((admitted // keys.key_epoch_s).astype(np.int32), EPOCHS - 1)
     keys.refs[:] = np.bincount(slot_key, minlength=EPOCHS)
-    rows = unit_rows(n, dim, seed)
-    for k in range(EPOCHS):  # store each row rotated by its epoch key, in place
-        sel = slot_key == k
-        rows[sel] = rows[sel] @ keys.keys[k].T
+    rows = np.zeros((n, keys.padded_dim), np.float32)
+    _seal_rows(keys.keys, slot_key, unit_rows(n, dim, seed), rows)
+    key_matrices = np.stack([transform.seal_numpy(key, np.eye(dim)).T
+                             for key in keys.keys.astype(np.float64)]).astype(np.float32)
     probe = unit_rows(1, dim, seed + 1)[0]
     return SearchCase(rows=rows, state=np.full(n, kernels.LIVE, dtype=np.int8),
                       served=admitted, slot_key=slot_key, keys=keys.keys,
                       key_refs=keys.refs.copy(),
-                      rotated=np.zeros((EPOCHS, dim), dtype=np.float32),
-                      probe=probe, now=now)
+                      rotated=np.zeros((EPOCHS + 1, keys.padded_dim), dtype=np.float32),
+                      probe=probe, now=now, key_matrices=key_matrices)
+
+
+@njit(cache=True, nogil=True)
+def _seal_rows(keys: np.ndarray, slot_key: np.ndarray, faces: np.ndarray,
+               rows: np.ndarray) -> None:
+    """rows[i] = faces[i] sealed under its epoch key (building a case; the store seals one
+    row per admission)."""
+    scratch = np.zeros(rows.shape[1], np.float32)
+    for i in range(faces.shape[0]):
+        kernels.seal_row(keys[slot_key[i]], faces[i], scratch, rows[i])
 
 
 def numba_decide(case: SearchCase) -> float:
-    """What `TemplateStore.decide` computes: rotate with live keys, fused masked max."""
-    kernels.rotate_probe(case.keys, case.key_refs, case.probe, case.rotated)
-    return kernels.best_live_similarity(case.rows, case.state, case.served, case.slot_key,
-                                        case.rotated, case.now, DENY_WINDOW_S)
+    """What `TemplateStore.decide` computes: seal with live keys, fused masked max."""
+    return kernels.best_match(case.rows, case.state, case.served, case.slot_key, case.keys,
+                              case.key_refs, case.probe, case.rotated, case.now,
+                              DENY_WINDOW_S)
 
 
 def numpy_decide(case: SearchCase) -> float:
     """The same masked search, written as clean vectorised numpy."""
-    rotated = case.keys @ case.probe
+    rotated = case.key_matrices @ case.probe
     ok = (case.state == kernels.LIVE) & (case.now - case.served < DENY_WINDOW_S)
     best = -math.inf
     for k in np.unique(case.slot_key[ok]):
@@ -144,8 +158,14 @@ def _ratio(slower: float, faster: float) -> str:
     return f"{slower / faster:.2f}x" if faster > 0 else "n/a"
 
 
+def seal_probe(case: SearchCase) -> None:
+    """Leave the probe sealed under every live key in the case's scratch (`search_only`
+    then measures the search alone)."""
+    kernels.seal_probe_per_key(case.keys, case.key_refs, case.probe, case.rotated)
+
+
 def search_only(case: SearchCase) -> float:
-    """The fused masked search alone, with the probe already rotated."""
+    """The fused masked search alone, with the probe already sealed (`seal_probe`)."""
     return kernels.best_live_similarity(case.rows, case.state, case.served, case.slot_key,
                                         case.rotated, case.now, DENY_WINDOW_S)
 
@@ -159,6 +179,7 @@ def _decide(options: perf.Options) -> list[perf.Result]:
         if abs(numba_decide(case) - numpy_decide(case)) > 1e-4:
             raise RuntimeError("store.decide: numba and numpy references disagree")
         ours, rounds = perf.time_call(partial(numba_decide, case), options)
+        seal_probe(case)
         search, search_rounds = perf.time_call(partial(search_only, case), options)
         ref, _ = perf.time_call(partial(numpy_decide, case), options)
         stream, _ = perf.time_call(partial(stream_once, case), options)
@@ -175,7 +196,7 @@ def _decide(options: perf.Options) -> list[perf.Result]:
         notes = [f"{_ratio(search, stream)} streaming"]
         if anchor is not None:
             notes.append(f"faiss {_ratio(anchor, search)} of ours")
-        results.append(perf.Result(f"  search only (probe rotated) N={n}", search,
+        results.append(perf.Result(f"  search only (probe sealed) N={n}", search,
                                    search_rounds, ", ".join(notes)))
         del case
     return results
@@ -194,13 +215,12 @@ def filled_store(capacity: int, clock: VirtualClock) -> tuple[TemplateStore, np.
     now = clock.now()
     b, keys = store._buf, store._keys
     k = keys.current(now)
-    for slot in range(capacity):
-        kernels.rotate_into(keys.keys[k], faces[slot], b.rows[slot])
+    b.slot_key[:] = k
+    _seal_rows(keys.keys, b.slot_key, faces[:capacity], b.rows)
     b.state[:] = kernels.LIVE
     b.born[:] = now
     b.served[:] = now
     b.seq[:] = np.arange(1, capacity + 1)
-    b.slot_key[:] = k
     keys.refs[k] += capacity
     store._next_seq = capacity + 1
     return store, faces
@@ -253,20 +273,18 @@ _JIT_PROBE = """
 import time
 start = time.perf_counter()
 import numpy as np
-from dispenser.store import kernels
-rows = np.zeros((4, 128), np.float32); rotated = np.zeros((2, 128), np.float32)
-keys = np.zeros((2, 128, 128), np.float32); refs = np.ones(2, np.int32)
+from dispenser.store import kernels, transform
+rows = np.zeros((4, 128), np.float32); rotated = np.zeros((3, 128), np.float32)
+keys = np.zeros((2, 4, 128), np.float32); refs = np.ones(2, np.int32)
 state = np.zeros(4, np.int8); t = np.zeros(4); seq = np.zeros(4, np.int64)
 slot_key = np.zeros(4, np.int32); gen = np.zeros(4, np.int64); probe = np.zeros(128, np.float32)
 kernels.squared_norm(probe)
-kernels.rotate_probe(keys, refs, probe, rotated)
-kernels.rotate_into(keys[0], probe, rows[0])
-kernels.best_live_similarity(rows, state, t, slot_key, rotated, 0.0, 1.0)
+kernels.best_match(rows, state, t, slot_key, keys, refs, probe, rotated, 0.0, 1.0)
+kernels.seal_row(keys[0], probe, rotated[1], rows[0])
 kernels.sweep_due(rows, state, t, t, seq, slot_key, refs, 0.0, 1.0, 1.0, gen)
 kernels.pick_slot(state, seq, 0)
 kernels.clear_slot(0, rows, state, t, t, seq, slot_key, refs, gen)
-kernels.orthonormalise_rows(np.eye(8))
-kernels.copy_into(np.eye(8), np.zeros((8, 8), np.float32))
+transform.signs_from_uniforms(np.zeros((4, 128)), keys[0])
 print(time.perf_counter() - start)
 """
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from dispenser.store import transform
+
 FREE = 0
 RESERVED = 1
 LIVE = 2
@@ -38,26 +40,27 @@ def squared_norm(vector: np.ndarray) -> float:
     return acc
 
 
-@njit("void(float32[:, ::1], float32[::1], float32[::1])", cache=True, nogil=True,
-      fastmath=_FASTMATH)
-def rotate_into(key: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
-    """out = key @ vector (one d x d rotation; `out` must not alias `vector`)."""
-    dim = vector.shape[0]
-    for i in range(dim):
-        acc = np.float32(0.0)
-        for j in range(dim):
-            acc += key[i, j] * vector[j]
-        out[i] = acc
+@njit("void(float32[:, ::1], float32[::1], float32[::1], float32[::1])", cache=True,
+      nogil=True, fastmath=_FASTMATH)
+def seal_row(signs: np.ndarray, probe: np.ndarray, scratch: np.ndarray,
+             row: np.ndarray) -> None:
+    """row = the probe sealed under one epoch key (`transform.seal_into`); `scratch` is
+    zeroised afterwards."""
+    transform.seal_into(signs, probe, scratch, row)
+    for j in range(scratch.shape[0]):
+        scratch[j] = np.float32(0.0)
 
 
 @njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1])", cache=True,
-      nogil=True)
-def rotate_probe(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
-                 rotated: np.ndarray) -> None:
-    """rotated[k] = keys[k] @ probe for every key slot in use (refs > 0); others untouched."""
+      nogil=True, fastmath=_FASTMATH)
+def seal_probe_per_key(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
+                       rotated: np.ndarray) -> None:
+    """rotated[k] = the probe sealed under key k for every key slot in use (refs > 0);
+    the last row of `rotated` is the transform's scratch."""
+    scratch = rotated[rotated.shape[0] - 1]
     for k in range(keys.shape[0]):
         if key_refs[k] > 0:
-            rotate_into(keys[k], probe, rotated[k])
+            transform.seal_into(keys[k], probe, scratch, rotated[k])
 
 
 @njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, ::1], "
@@ -65,25 +68,24 @@ def rotate_probe(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
 def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                          slot_key: np.ndarray, rotated: np.ndarray, now: float,
                          deny_window: float) -> float:
-    """Highest dot product between the probe and every LIVE row with age < deny_window.
+    """Highest dot product between the probe and every LIVE row with age < deny_window;
+    -inf when no row qualifies.
 
-    Fused: the dot product (row i against the probe rotated by row i's epoch key), the mask
-    and the running max happen in one pass; -inf when no row qualifies. The mask is applied
-    as a select after the dot product rather than as a branch around it: the loop then has
-    no data-dependent branch and streams the buffer about 1.3x slower than a plain sum
-    instead of 1.7x (bench/test_bench_store.py). Masked-out rows (free: all zeros, key -1
-    read as key 0) contribute nothing.
+    One pass: the mask is checked first and a row that does not qualify is not read at all
+    (rows past the deny window and free slots cost no memory traffic; in ring order they
+    come in runs, so the branch is predictable), then the dot product of row i with the
+    probe sealed under row i's epoch key, then the running max.
     """
     best = np.float32(-np.inf)
-    excluded = np.float32(-np.inf)
     dim = rows.shape[1]
     for i in range(rows.shape[0]):
-        k = max(slot_key[i], 0)
+        if state[i] != LIVE or not now - served[i] < deny_window:
+            continue
+        k = slot_key[i]
         acc = np.float32(0.0)
         for j in range(dim):
             acc += rows[i, j] * rotated[k, j]
-        qualifies = (state[i] == LIVE) & (now - served[i] < deny_window)
-        best = max(best, acc if qualifies else excluded)
+        best = max(best, acc)
     return float(best)
 
 
@@ -97,6 +99,24 @@ def live_in_window(state: np.ndarray, served: np.ndarray, now: float,
         if state[i] == LIVE and now - served[i] < deny_window:
             count += 1
     return count
+
+
+@njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, :, ::1], "
+      "int32[::1], float32[::1], float32[:, ::1], float64, float64)", cache=True,
+      nogil=True, fastmath=_FASTMATH)
+def best_match(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
+               slot_key: np.ndarray, keys: np.ndarray, key_refs: np.ndarray,
+               probe: np.ndarray, rotated: np.ndarray, now: float,
+               deny_window: float) -> float:
+    """What `decide` matches, in one call: seal the probe under every key in use into the
+    `rotated` scratch, take `best_live_similarity`, and overwrite the scratch with zeros
+    before returning (one dispatch from Python instead of three)."""
+    seal_probe_per_key(keys, key_refs, probe, rotated)
+    best = best_live_similarity(rows, state, served, slot_key, rotated, now, deny_window)
+    for k in range(rotated.shape[0]):
+        for j in range(rotated.shape[1]):
+            rotated[k, j] = np.float32(0.0)
+    return best
 
 
 @njit("void(int64, float32[:, ::1], int8[::1], float64[::1], float64[::1], int64[::1], "
@@ -161,37 +181,6 @@ def pick_slot(state: np.ndarray, seq: np.ndarray, start: int) -> tuple[int, bool
         if oldest < 0 or seq[i] < seq[oldest]:
             oldest = i
     return oldest, True
-
-
-@njit("void(float64[:, ::1])", cache=True, nogil=True)
-def orthonormalise_rows(matrix: np.ndarray) -> None:
-    """Modified Gram-Schmidt on the rows of a square float64 matrix, in place, run twice
-    ("twice is enough") so the result is orthogonal to machine precision. On a Gaussian
-    matrix this yields a uniformly random (Haar) orthogonal matrix."""
-    n = matrix.shape[0]
-    for _ in range(2):
-        for i in range(n):
-            for p in range(i):
-                dot = 0.0
-                for j in range(n):
-                    dot += matrix[i, j] * matrix[p, j]
-                for j in range(n):
-                    matrix[i, j] -= dot * matrix[p, j]
-            norm = 0.0
-            for j in range(n):
-                norm += matrix[i, j] * matrix[i, j]
-            norm = np.sqrt(norm)
-            for j in range(n):
-                matrix[i, j] /= norm
-
-
-@njit("void(float64[:, ::1], float32[:, ::1])", cache=True, nogil=True)
-def copy_into(src: np.ndarray, dst: np.ndarray) -> None:
-    """dst[...] = src for 2-D arrays, casting element by element: unlike a numpy cast
-    assignment, no intermediate buffer (which would keep a copy of a key) is involved."""
-    for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[i, j] = src[i, j]
 
 
 @njit("float64(float32[:, ::1])", cache=True, nogil=True, fastmath=_FASTMATH)

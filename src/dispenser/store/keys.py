@@ -1,25 +1,27 @@
-"""Per-epoch secret rotations ("key shredding", issue 8).
+"""Per-epoch secret keys ("key shredding").
 
-Every template is stored only after multiplication by a secret random orthogonal matrix
-(the *key* of the epoch in which it was admitted; epochs are `key_epoch_s` long on the
-store's clock). A rotation preserves dot products exactly in real arithmetic, so matching
-is unchanged: the probe is rotated with each live key and compared with the rows of that
-key's epoch. When the last entry of an epoch is deleted and the epoch is over, its key is
-overwritten with zeros. From then on any copy of one of its templates that escaped
-zeroisation (freed memory, a runtime's scratch buffer) is a random-looking vector that
-cannot be linked back to a face.
+Every template is stored only after it has been sealed with the secret key of the epoch
+in which it was admitted (epochs are `key_epoch_s` long on the store's clock). A key is
+`transform.ROUNDS + 1` vectors of random signs defining a structured orthogonal transform
+(random signs and fast Walsh-Hadamard transforms, see `dispenser.store.transform`). It
+preserves dot products, so matching is unchanged: the probe is sealed with each live key
+and compared with the rows of that key's epoch. When the last entry of an epoch is deleted
+and the epoch is over, its key is overwritten with zeros. From then on any copy of one of
+its templates that escaped zeroisation (freed memory, a runtime's scratch buffer) is a
+random-looking vector that nobody can turn back into the template (docs/privacy.md says
+what such a copy still reveals).
 
-Keys live in one preallocated array of `slots` matrices, locked against swap (`mlock`,
-where RLIMIT_MEMLOCK allows) like the template rows. The number of keys alive at once
-is bounded: the store sweeps before every admission, so every live row was admitted less
+Keys live in one preallocated array of `slots` keys, locked against swap (`mlock`, where
+RLIMIT_MEMLOCK allows) like the template rows. The number of keys alive at once is
+bounded: the store sweeps before every admission, so every live row was admitted less
 than `retention` ago and belongs to one of at most ceil(retention / epoch) + 1 epochs; we
 allocate one more slot than that.
 
-Generation: a Gaussian d x d matrix from a PCG64 generator seeded with 128 bits from
-`secrets` (the OS CSPRNG), orthonormalised in place by a numba Gram-Schmidt (so every
-intermediate stays in buffers we own and zeroise), then cast into the key slot by a numba
-loop (a numpy cast assignment may go through a hidden buffer). The generator's state is
-overwritten right after use. Residual risk, documented in docs/privacy.md: the 128-bit
+Generation: uniform numbers from a PCG64 generator seeded with 128 bits from `secrets`
+(the OS CSPRNG), drawn into a locked scratch buffer the store owns, turned into signs
+element by element by a numba loop writing straight into the key slot (a numpy expression
+would go through a hidden temporary array), then the scratch is zeroised and the
+generator's state overwritten. Residual risk, documented in docs/privacy.md: the 128-bit
 seed passes through a Python int we cannot wipe.
 """
 
@@ -31,7 +33,7 @@ import secrets
 import numpy as np
 
 from dispenser.privacy.memory import locked_buffer, unlock_pages
-from dispenser.store.kernels import copy_into, orthonormalise_rows
+from dispenser.store.transform import ROUNDS, padded_dim, signs_from_uniforms
 
 NO_EPOCH = -1
 
@@ -46,12 +48,14 @@ class EpochKeys:
 
     def __init__(self, dim: int, slots: int, key_epoch_s: float) -> None:
         self.key_epoch_s = key_epoch_s
-        # keys[k] is the rotation of epoch epoch[k]; refs[k] counts slots stored under it.
-        self.keys = locked_buffer((slots, dim, dim), np.float32)
+        self.padded_dim = padded_dim(dim)
+        # keys[k] holds the signs of epoch epoch[k]'s key; refs[k] counts slots sealed
+        # under it.
+        self.keys = locked_buffer((slots, ROUNDS + 1, self.padded_dim), np.float32)
         self.epoch = np.full(slots, NO_EPOCH, dtype=np.int64)
         self.refs = np.zeros(slots, dtype=np.int32)
         self.shredded = 0
-        self._gaussian = locked_buffer((dim, dim), np.float64)
+        self._uniform = locked_buffer((ROUNDS + 1, self.padded_dim), np.float64)
 
     def epoch_at(self, now: float) -> int:
         """The epoch number of time `now`."""
@@ -85,14 +89,14 @@ class EpochKeys:
     def zeroise(self) -> None:
         """Overwrite every key and the generation scratch with zeros."""
         self.keys.fill(0.0)
-        self._gaussian.fill(0.0)
+        self._uniform.fill(0.0)
         self.epoch.fill(NO_EPOCH)
         self.refs.fill(0)
 
     def unlock(self) -> None:
         """Release the swap locks (after `zeroise`, before the arrays are freed)."""
         unlock_pages(self.keys)
-        unlock_pages(self._gaussian)
+        unlock_pages(self._uniform)
 
     def live(self) -> int:
         """How many keys currently exist (not zeroised)."""
@@ -107,11 +111,10 @@ class EpochKeys:
     def _generate_into(self, k: int) -> None:
         bit_generator = np.random.PCG64(secrets.randbits(128))
         try:
-            np.random.Generator(bit_generator).standard_normal(out=self._gaussian)
-            orthonormalise_rows(self._gaussian)
-            copy_into(self._gaussian, self.keys[k])
+            np.random.Generator(bit_generator).random(out=self._uniform)
+            signs_from_uniforms(self._uniform, self.keys[k])
         finally:
-            self._gaussian.fill(0.0)
+            self._uniform.fill(0.0)
             # The generator's state would regenerate the key: overwrite it.
             bit_generator.state = {"bit_generator": "PCG64",
                                    "state": {"state": 0, "inc": 1},

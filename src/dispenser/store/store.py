@@ -3,12 +3,13 @@
 Layout. One preallocated ring of `capacity` slots, as parallel numpy arrays (no Python
 list or dict ever holds a template):
 
-    rows[i]      the template, rotated by its epoch key (float32, dim)
+    rows[i]      the template sealed under its epoch key (float32, `padded_dim` values:
+                 dim rounded up to a power of two, see dispenser.store.transform)
     state[i]     FREE / RESERVED / LIVE
     born[i]      when the template entered the store (decide time): retention runs from here
     served[i]    when the paper went out (commit time): the deny window runs from here
     seq[i]       admission order, to evict the oldest when full
-    slot_key[i]  which epoch key rotated row i
+    slot_key[i]  which epoch key sealed row i
     generation[i] bumped whenever slot i is freed, so a stale Reservation is refused
 
 Decisions. A probe is compared with the LIVE entries served less than `deny_window_s` ago;
@@ -34,14 +35,15 @@ signal handler (`exit_hooks`) is the one writer that does not take the lock, bec
 thread it interrupts may hold it; it only writes zeros and sets `_closed`, and every
 operation re-zeroises before returning if it finds the store closed.
 
-Memory. The template rows, the rotated-probe scratch and the keys are locked against swap
+Memory. The template rows, the sealed-probe scratch and the keys are locked against swap
 (`mlock`, where RLIMIT_MEMLOCK allows; see dispenser.privacy.memory) and unlocked only after
 they have been zeroised.
 
 Copies. The caller's probe is zeroised after use unless `keep_probe=True`; the probe
-rotated by each live key goes into a preallocated scratch array that is zeroised before
-`decide` returns. `close()`, garbage collection, interpreter exit (`weakref.finalize`) and
-SIGTERM/SIGINT (`exit_hooks`) overwrite every buffer, keys included.
+sealed under each live key goes into a preallocated scratch array that the matching
+kernel zeroises before it returns. `close()`, garbage collection, interpreter exit
+(`weakref.finalize`) and SIGTERM/SIGINT (`exit_hooks`) overwrite every buffer, keys
+included.
 """
 
 from __future__ import annotations
@@ -131,19 +133,21 @@ class _Buffers:
     """Every array the store owns. Holds no reference to the store, so a finalizer can
     zeroise it after the store itself is gone."""
 
-    def __init__(self, capacity: int, dim: int, keys: EpochKeys) -> None:
-        self.rows = locked_buffer((capacity, dim), np.float32)
+    def __init__(self, capacity: int, keys: EpochKeys) -> None:
+        self.rows = locked_buffer((capacity, keys.padded_dim), np.float32)
         self.state = np.zeros(capacity, dtype=np.int8)
         self.born = np.zeros(capacity, dtype=np.float64)
         self.served = np.zeros(capacity, dtype=np.float64)
         self.seq = np.zeros(capacity, dtype=np.int64)
         self.slot_key = np.full(capacity, -1, dtype=np.int32)
         self.generation = np.zeros(capacity, dtype=np.int64)
-        self.rotated = locked_buffer((keys.keys.shape[0], dim), np.float32)
+        # rotated[k]: the probe sealed under key k during a decision; the last row is the
+        # transform's scratch.
+        self.rotated = locked_buffer((keys.keys.shape[0] + 1, keys.padded_dim), np.float32)
         self.keys = keys
 
     def zeroise(self) -> None:
-        """Overwrite every template, timestamp, rotated probe and key with zeros."""
+        """Overwrite every template, timestamp, sealed probe and key with zeros."""
         self.rows.fill(0.0)
         self.born.fill(0.0)
         self.served.fill(0.0)
@@ -208,7 +212,7 @@ class TemplateStore:
         self._lock = threading.Lock()
         keys = EpochKeys(dim, key_slots_needed(settings.retention_s, settings.key_epoch_s),
                          settings.key_epoch_s)
-        self._buf = _Buffers(settings.capacity, dim, keys)
+        self._buf = _Buffers(settings.capacity, keys)
         self._keys = keys
         self._counts = _Counts()
         self._head = 0
@@ -348,11 +352,11 @@ class TemplateStore:
         live = int(kernels.live_in_window(b.state, b.served, now, window))
         likely, certain = self.rule.thresholds(live)
         try:
-            kernels.rotate_probe(self._keys.keys, self._keys.refs, probe, b.rotated)
-            best = kernels.best_live_similarity(b.rows, b.state, b.served, b.slot_key,
-                                                b.rotated, now, window)
-        finally:
+            best = kernels.best_match(b.rows, b.state, b.served, b.slot_key, self._keys.keys,
+                                      self._keys.refs, probe, b.rotated, now, window)
+        except BaseException:  # the kernel zeroises the scratch itself when it returns
             b.rotated.fill(0.0)
+            raise
         self._counts.decisions += 1
         best_similarity = float(best) if math.isfinite(best) else None
         if is_match(best, certain):
@@ -370,7 +374,7 @@ class TemplateStore:
             b.clear(slot)
             self._counts.evictions += 1
         k = self._keys.current(now)
-        kernels.rotate_into(self._keys.keys[k], probe, b.rows[slot])
+        kernels.seal_row(self._keys.keys[k], probe, b.rotated[-1], b.rows[slot])
         b.born[slot] = now
         b.served[slot] = 0.0
         b.seq[slot] = self._next_seq

@@ -1,0 +1,165 @@
+"""The structured orthogonal transform that seals a template under an epoch key.
+
+An epoch key is `ROUNDS + 1` secret vectors of random signs (+1/-1), `s_0 ... s_R`. With
+`H` the Walsh-Hadamard matrix of order `D` (Sylvester's construction, entries +1/-1) and
+`E` the zero padding of a `d`-vector to `D = padded_dim(d)` coordinates, a template `x` is
+stored as
+
+    Q x = D^(-R/2) * diag(s_R) H diag(s_{R-1}) H ... diag(s_1) H diag(s_0) E x
+
+Each factor is orthogonal once scaled (`H / sqrt(D)` and a sign flip are), so `Q` is an
+isometry from R^d into R^D: it preserves every dot product and norm, and matching a probe
+sealed with the same key gives the similarity of the two templates (to float32 rounding).
+Three sign-and-Hadamard rounds are the structured "pseudo-random rotation" of FALCONN /
+orthogonal random features (Andoni et al. 2015, Yu et al. 2016); the last sign vector
+hides the (public) last Hadamard. docs/privacy.md says what this does and does not hide.
+
+Why this shape: a dense random `d x d` rotation costs `d^2` multiply-adds per key (16,384
+at d = 128), and `decide` rotates the probe with every live key; the fast Walsh-Hadamard
+transform costs `D log2 D` additions (896 at d = 128), so the key rotation is no longer
+the fixed cost of a search. A product of a few Householder reflections would be cheaper
+still but is not a protection: it leaves every template component orthogonal to its few
+reflection vectors unchanged, i.e. almost the whole template in the clear.
+
+Like the store's kernels (dispenser.store.kernels), the two kernels called from Python carry
+one explicit signature, so they are compiled when this module is imported and never later;
+the three `inline="always"` helpers are compiled into the kernels that call them. The
+butterfly kernel indexes with unsigned integers: numba adds a negative-index check to
+every signed index it cannot prove non-negative, and that check keeps LLVM from
+vectorising the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+ROUNDS = 3
+# Smallest padded dimension (a Hadamard matrix of order 1 would mix nothing).
+_MIN_PADDED = 2
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+
+
+def padded_dim(dim: int) -> int:
+    """The transform's dimension for `dim`-dimensional templates: the next power of two
+    (at least 2). Stored rows have this many float32 values."""
+    return max(_MIN_PADDED, 1 << (max(dim, 1) - 1).bit_length())
+
+
+def scale(padded: int, rounds: int = ROUNDS) -> float:
+    """The factor that makes `rounds` unnormalised Hadamard products orthogonal."""
+    return float(padded ** (-rounds / 2.0))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _butterfly_stage(src: np.ndarray, dst: np.ndarray) -> None:
+    """One constant-geometry Hadamard stage: dst[i] = src[2i] + src[2i+1] and
+    dst[i + n/2] = src[2i] - src[2i+1]. log2(n) of them, alternating between two
+    buffers, give H src. Every stage is the same single long loop, which LLVM vectorises;
+    the textbook in-place stages have short inner loops at small strides that it does not.
+    """
+    half = np.uint64(src.shape[0]) // _U2
+    for i in range(half):
+        a = src[i + i]
+        c = src[i + i + _U1]
+        dst[i] = a + c
+        dst[i + half] = a - c
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _hadamard_then_signs(v: np.ndarray, scratch: np.ndarray, sign: np.ndarray,
+                         factor: np.float32) -> None:
+    """v = factor * diag(sign) H v, using `scratch` (same length) as the other buffer."""
+    n = v.shape[0]
+    in_v = True
+    width = 1
+    while width < n:
+        if in_v:
+            _butterfly_stage(v, scratch)
+        else:
+            _butterfly_stage(scratch, v)
+        in_v = not in_v
+        width *= 2
+    if in_v:
+        for i in range(n):
+            v[i] *= sign[i] * factor
+    else:
+        for i in range(n):
+            v[i] = scratch[i] * sign[i] * factor
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def seal_into(signs: np.ndarray, vector: np.ndarray, scratch: np.ndarray,
+              out: np.ndarray) -> None:
+    """out = Q vector for the key `signs` ((ROUNDS + 1, D)); `vector` has d <= D values,
+    `out` and `scratch` have D; none may alias. Every value of `out` is written; `scratch`
+    is left holding intermediate values: the caller zeroises it."""
+    dim = vector.shape[0]
+    padded = out.shape[0]
+    first = signs[0]
+    for i in range(dim):
+        out[i] = first[i] * vector[i]
+    for i in range(dim, padded):
+        out[i] = np.float32(0.0)
+    rounds = signs.shape[0] - 1
+    factor = np.float32(np.float64(padded) ** (-rounds / 2.0))
+    for r in range(1, rounds + 1):
+        _hadamard_then_signs(out, scratch, signs[r],
+                             factor if r == rounds else np.float32(1.0))
+
+
+@njit("void(float32[:, ::1], float32[::1], float32[::1], float32[::1], float32[::1])",
+      cache=True, nogil=True, fastmath=_FASTMATH)
+def unseal_into(signs: np.ndarray, sealed: np.ndarray, work: np.ndarray,
+                scratch: np.ndarray, out: np.ndarray) -> None:
+    """out = Q^T sealed: the template back from a row and its key (tests and audits; the
+    store never needs it). `work` and `scratch` have D values and are left holding the
+    padded template: the caller zeroises them."""
+    padded = sealed.shape[0]
+    rounds = signs.shape[0] - 1
+    factor = np.float32(np.float64(padded) ** (-rounds / 2.0))
+    last = signs[rounds]
+    for i in range(padded):
+        work[i] = sealed[i] * last[i] * factor
+    for r in range(rounds - 1, -1, -1):
+        _hadamard_then_signs(work, scratch, signs[r], np.float32(1.0))
+    for i in range(out.shape[0]):
+        out[i] = work[i]
+
+
+@njit("void(float64[:, ::1], float32[:, ::1])", cache=True, nogil=True)
+def signs_from_uniforms(uniforms: np.ndarray, out: np.ndarray) -> None:
+    """out[r, i] = +1 where uniforms[r, i] < 0.5, else -1 (element by element, so no
+    intermediate array holds the key)."""
+    for r in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            out[r, i] = np.float32(1.0) if uniforms[r, i] < 0.5 else np.float32(-1.0)
+
+
+def fwht_numpy(vectors: np.ndarray) -> np.ndarray:
+    """H applied to the last axis, written as plain numpy (the independent reference the
+    benchmarks and tests compare the numba kernel with)."""
+    padded = vectors.shape[-1]
+    lead = vectors.shape[:-1]
+    out = vectors.astype(np.float64)
+    h = 1
+    while h < padded:
+        blocks = out.reshape(*lead, padded // (2 * h), 2, h)
+        out = np.stack([blocks[..., 0, :] + blocks[..., 1, :],
+                        blocks[..., 0, :] - blocks[..., 1, :]], axis=-2).reshape(*lead, padded)
+        h *= 2
+    return out
+
+
+def seal_numpy(signs: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Q applied to each row of `vectors` ((n, d) or (d,)) in float64, with plain numpy."""
+    padded = signs.shape[1]
+    rounds = signs.shape[0] - 1
+    x = np.zeros((*vectors.shape[:-1], padded))
+    x[..., :vectors.shape[-1]] = vectors
+    x *= signs[0]
+    for r in range(1, rounds + 1):
+        x = fwht_numpy(x) * signs[r]
+    return x * scale(padded, rounds)
