@@ -24,7 +24,8 @@ def _raw_buffers(store: TemplateStore) -> dict[str, np.ndarray]:
     """Every array the store owns (template rows, timestamps, scratch, keys), by name."""
     b = store._buf
     return {"rows": b.rows, "born": b.born, "served": b.served, "seq": b.seq,
-            "state": b.state, "rotated": b.rotated, "keys": b.keys.keys,
+            "state": b.state, "rotated": b.rotated, "scratch": b.scratch,
+            "keys": b.keys.keys,
             "key_epoch": b.keys.epoch}
 
 

@@ -221,7 +221,7 @@ class StoreVersusReference(RuleBasedStateMachine):
         free = np.flatnonzero(b.state == 0)
         assert not np.any(b.rows[free]) and not np.any(b.born[free])
         assert not np.any(b.served[free]) and not np.any(b.seq[free])
-        assert not np.any(b.rotated)
+        assert not np.any(b.rotated) and not np.any(b.scratch)
         assert len(occupied) == len(self.ref.entries)
         for slot in occupied:
             assert now - b.born[slot] < self.store.settings.retention_s

@@ -19,7 +19,7 @@ from dispenser.config import StoreSettings
 from dispenser.errors import DispenserError
 from dispenser.store import MatchRule, TemplateStore
 
-BUFFERS = ("rows", "born", "served", "seq", "state", "rotated", "keys")
+BUFFERS = ("rows", "born", "served", "seq", "state", "rotated", "scratch", "keys")
 
 
 def _nonzero(raw: dict[str, np.ndarray]) -> dict[str, int]:
@@ -69,10 +69,10 @@ def test_rotated_probe_scratch_is_zeroised_after_every_decision(
     store = make_store(key_epoch_s=60.0)
     for person in range(5):  # entries under several epoch keys
         serve(store, template(person))
-        assert not np.any(raw(store)["rotated"])
+        assert not np.any(raw(store)["rotated"]) and not np.any(raw(store)["scratch"])
         clock.advance(70.0)
     assert not store.decide(template(4)).dispense
-    assert not np.any(raw(store)["rotated"])
+    assert not np.any(raw(store)["rotated"]) and not np.any(raw(store)["scratch"])
 
 
 def test_close_zeroises_every_buffer(make_store: Callable[..., TemplateStore],
@@ -127,7 +127,7 @@ _CHILD = textwrap.dedent("""
 
     def nonzero():
         b = store._buf
-        arrays = (b.rows, b.born, b.served, b.seq, b.state, b.rotated, b.keys.keys)
+        arrays = (b.rows, b.born, b.served, b.seq, b.state, b.rotated, b.scratch, b.keys.keys)
         return sum(int(np.count_nonzero(a)) for a in arrays)
 
     def report(signum, frame):  # the handler that was there before the store's
@@ -198,6 +198,6 @@ def test_template_and_key_buffers_are_locked_against_swap(
     asked = LOCKS.locked_bytes + LOCKS.refused_bytes
     store = make_store(capacity=64)
     buffers = raw(store)
-    expected = (buffers["rows"].nbytes + buffers["rotated"].nbytes + buffers["keys"].nbytes
-                + store._keys._uniform.nbytes)
+    expected = (buffers["rows"].nbytes + buffers["rotated"].nbytes + buffers["scratch"].nbytes
+                + buffers["keys"].nbytes + store._keys._uniform.nbytes)
     assert LOCKS.locked_bytes + LOCKS.refused_bytes - asked == expected

@@ -62,6 +62,7 @@ class SearchCase:
     keys: np.ndarray
     key_refs: np.ndarray
     rotated: np.ndarray
+    scratch: np.ndarray
     probe: np.ndarray
     now: float
     key_matrices: np.ndarray  # each key as a dense (padded_dim, dim) matrix, for numpy
@@ -96,11 +97,13 @@ def search_case(n: int, dim: int = DIM, seed: int = 0) -> SearchCase:
     return SearchCase(rows=rows, state=np.full(n, kernels.LIVE, dtype=np.int8),
                       served=admitted, slot_key=slot_key, keys=keys.keys,
                       key_refs=keys.refs.copy(),
-                      rotated=np.zeros((EPOCHS + 1, keys.padded_dim), dtype=np.float32),
+                      rotated=np.zeros((EPOCHS, keys.padded_dim), dtype=np.float32),
+                      scratch=np.zeros(keys.padded_dim, dtype=np.float32),
                       probe=probe, now=now, key_matrices=key_matrices)
 
 
-@njit(cache=True, nogil=True)
+@njit("void(float32[:, :, ::1], int32[::1], float32[:, ::1], float32[:, ::1])", cache=True,
+      nogil=True)
 def _seal_rows(keys: np.ndarray, slot_key: np.ndarray, faces: np.ndarray,
                rows: np.ndarray) -> None:
     """rows[i] = faces[i] sealed under its epoch key (building a case; the store seals one
@@ -113,7 +116,7 @@ def _seal_rows(keys: np.ndarray, slot_key: np.ndarray, faces: np.ndarray,
 def numba_decide(case: SearchCase) -> float:
     """What `TemplateStore.decide` computes: seal with live keys, fused masked max."""
     return kernels.best_match(case.rows, case.state, case.served, case.slot_key, case.keys,
-                              case.key_refs, case.probe, case.rotated, case.now,
+                              case.key_refs, case.probe, case.rotated, case.scratch, case.now,
                               DENY_WINDOW_S)
 
 
@@ -161,7 +164,8 @@ def _ratio(slower: float, faster: float) -> str:
 def seal_probe(case: SearchCase) -> None:
     """Leave the probe sealed under every live key in the case's scratch (`search_only`
     then measures the search alone)."""
-    kernels.seal_probe_per_key(case.keys, case.key_refs, case.probe, case.rotated)
+    kernels.seal_probe_per_key(case.keys, case.key_refs, case.probe, case.rotated,
+                               case.scratch)
 
 
 def search_only(case: SearchCase) -> float:
@@ -274,13 +278,14 @@ import time
 start = time.perf_counter()
 import numpy as np
 from dispenser.store import kernels, transform
-rows = np.zeros((4, 128), np.float32); rotated = np.zeros((3, 128), np.float32)
+rows = np.zeros((4, 128), np.float32); rotated = np.zeros((2, 128), np.float32)
+scratch = np.zeros(128, np.float32)
 keys = np.zeros((2, 4, 128), np.float32); refs = np.ones(2, np.int32)
 state = np.zeros(4, np.int8); t = np.zeros(4); seq = np.zeros(4, np.int64)
 slot_key = np.zeros(4, np.int32); gen = np.zeros(4, np.int64); probe = np.zeros(128, np.float32)
 kernels.squared_norm(probe)
-kernels.best_match(rows, state, t, slot_key, keys, refs, probe, rotated, 0.0, 1.0)
-kernels.seal_row(keys[0], probe, rotated[1], rows[0])
+kernels.best_match(rows, state, t, slot_key, keys, refs, probe, rotated, scratch, 0.0, 1.0)
+kernels.seal_row(keys[0], probe, scratch, rows[0])
 kernels.sweep_due(rows, state, t, t, seq, slot_key, refs, 0.0, 1.0, 1.0, gen)
 kernels.pick_slot(state, seq, 0)
 kernels.clear_slot(0, rows, state, t, t, seq, slot_key, refs, gen)

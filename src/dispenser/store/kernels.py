@@ -51,13 +51,13 @@ def seal_row(signs: np.ndarray, probe: np.ndarray, scratch: np.ndarray,
         scratch[j] = np.float32(0.0)
 
 
-@njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1])", cache=True,
-      nogil=True, fastmath=_FASTMATH)
+@njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1], float32[::1])",
+      cache=True, nogil=True, fastmath=_FASTMATH)
 def seal_probe_per_key(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
-                       rotated: np.ndarray) -> None:
-    """rotated[k] = the probe sealed under key k for every key slot in use (refs > 0);
-    the last row of `rotated` is the transform's scratch."""
-    scratch = rotated[rotated.shape[0] - 1]
+                       rotated: np.ndarray, scratch: np.ndarray) -> None:
+    """rotated[k] = the probe sealed under key k for every key slot in use (refs > 0).
+    `scratch` is the transform's other buffer: a separate array, because a row of
+    `rotated` used as scratch makes LLVM give up vectorising (it halves the speed)."""
     for k in range(keys.shape[0]):
         if key_refs[k] > 0:
             transform.seal_into(keys[k], probe, scratch, rotated[k])
@@ -102,20 +102,22 @@ def live_in_window(state: np.ndarray, served: np.ndarray, now: float,
 
 
 @njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, :, ::1], "
-      "int32[::1], float32[::1], float32[:, ::1], float64, float64)", cache=True,
-      nogil=True, fastmath=_FASTMATH)
+      "int32[::1], float32[::1], float32[:, ::1], float32[::1], float64, float64)",
+      cache=True, nogil=True, fastmath=_FASTMATH)
 def best_match(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                slot_key: np.ndarray, keys: np.ndarray, key_refs: np.ndarray,
-               probe: np.ndarray, rotated: np.ndarray, now: float,
+               probe: np.ndarray, rotated: np.ndarray, scratch: np.ndarray, now: float,
                deny_window: float) -> float:
-    """What `decide` matches, in one call: seal the probe under every key in use into the
-    `rotated` scratch, take `best_live_similarity`, and overwrite the scratch with zeros
-    before returning (one dispatch from Python instead of three)."""
-    seal_probe_per_key(keys, key_refs, probe, rotated)
+    """What `decide` matches, in one call: seal the probe under every key in use into
+    `rotated`, take `best_live_similarity`, and overwrite `rotated` and `scratch` with
+    zeros before returning (one dispatch from Python instead of three)."""
+    seal_probe_per_key(keys, key_refs, probe, rotated, scratch)
     best = best_live_similarity(rows, state, served, slot_key, rotated, now, deny_window)
     for k in range(rotated.shape[0]):
         for j in range(rotated.shape[1]):
             rotated[k, j] = np.float32(0.0)
+    for j in range(scratch.shape[0]):
+        scratch[j] = np.float32(0.0)
     return best
 
 

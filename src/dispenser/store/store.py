@@ -141,9 +141,10 @@ class _Buffers:
         self.seq = np.zeros(capacity, dtype=np.int64)
         self.slot_key = np.full(capacity, -1, dtype=np.int32)
         self.generation = np.zeros(capacity, dtype=np.int64)
-        # rotated[k]: the probe sealed under key k during a decision; the last row is the
-        # transform's scratch.
-        self.rotated = locked_buffer((keys.keys.shape[0] + 1, keys.padded_dim), np.float32)
+        # rotated[k]: the probe sealed under key k during a decision; scratch: the
+        # transform's second buffer.
+        self.rotated = locked_buffer((keys.keys.shape[0], keys.padded_dim), np.float32)
+        self.scratch = locked_buffer((keys.padded_dim,), np.float32)
         self.keys = keys
 
     def zeroise(self) -> None:
@@ -155,6 +156,7 @@ class _Buffers:
         self.slot_key.fill(-1)
         self.state.fill(kernels.FREE)
         self.rotated.fill(0.0)
+        self.scratch.fill(0.0)
         self.keys.zeroise()
 
     def release(self) -> None:
@@ -162,6 +164,7 @@ class _Buffers:
         self.zeroise()
         unlock_pages(self.rows)
         unlock_pages(self.rotated)
+        unlock_pages(self.scratch)
         self.keys.unlock()
 
     def clear(self, slot: int) -> None:
@@ -353,9 +356,11 @@ class TemplateStore:
         likely, certain = self.rule.thresholds(live)
         try:
             best = kernels.best_match(b.rows, b.state, b.served, b.slot_key, self._keys.keys,
-                                      self._keys.refs, probe, b.rotated, now, window)
-        except BaseException:  # the kernel zeroises the scratch itself when it returns
+                                      self._keys.refs, probe, b.rotated, b.scratch, now,
+                                      window)
+        except BaseException:  # the kernel zeroises both scratch arrays when it returns
             b.rotated.fill(0.0)
+            b.scratch.fill(0.0)
             raise
         self._counts.decisions += 1
         best_similarity = float(best) if math.isfinite(best) else None
@@ -374,7 +379,7 @@ class TemplateStore:
             b.clear(slot)
             self._counts.evictions += 1
         k = self._keys.current(now)
-        kernels.seal_row(self._keys.keys[k], probe, b.rotated[-1], b.rows[slot])
+        kernels.seal_row(self._keys.keys[k], probe, b.scratch, b.rows[slot])
         b.born[slot] = now
         b.served[slot] = 0.0
         b.seq[slot] = self._next_seq
