@@ -22,12 +22,14 @@ import importlib.util
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -49,6 +51,8 @@ QUICK_SIZES = (16, 1024)
 EPOCHS = 10
 DENY_WINDOW_S = 540.0
 RETENTION_S = 600.0
+# Each contender's batch of calls per turn in `interleaved_per_call`.
+_BATCH_S = 1e-3
 
 
 @dataclass
@@ -152,13 +156,13 @@ def faiss_index(case: SearchCase) -> Any:
 
 
 def faiss_search(index: Any, case: SearchCase) -> float:
-    """Best inner product over all rows (no mask, no rotation)."""
+    """Best inner product over all rows (no mask, no key)."""
     distances, _ = index.search(case.probe.reshape(1, -1), 1)
     return float(distances[0, 0])
 
 
-def _ratio(slower: float, faster: float) -> str:
-    return f"{slower / faster:.2f}x" if faster > 0 else "n/a"
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}" if denominator > 0 else "n/a"
 
 
 def seal_probe(case: SearchCase) -> None:
@@ -174,7 +178,38 @@ def search_only(case: SearchCase) -> float:
                                         case.rotated, case.now, DENY_WINDOW_S)
 
 
-@perf.measurement("store.decide", "masked search: numba vs numpy vs faiss vs streaming once")
+def interleaved_per_call(contenders: dict[str, Callable[[], object]],
+                         options: perf.Options) -> dict[str, tuple[float, int]]:
+    """Median seconds per call of each contender, and the number of rounds, the contenders
+    taking turns: one batch of calls each (sized to about a millisecond), then the next,
+    for `options.min_time_s` per contender (at least 5 rounds).
+
+    Why turns: on a shared machine the load changes from one second to the next, and a
+    ratio of two times measured one after the other mostly measures that change; taking
+    turns exposes every contender to the same load.
+    """
+    batch: dict[str, int] = {}
+    for name, run in contenders.items():
+        run()  # warm up: first calls allocate and fill caches
+        start = time.perf_counter()
+        run()
+        batch[name] = max(1, int(_BATCH_S / max(time.perf_counter() - start, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    deadline = time.perf_counter() + options.min_time_s * len(contenders)
+    rounds = 0
+    while rounds < 5 or (time.perf_counter() < deadline and rounds < options.max_rounds):
+        for name, run in contenders.items():
+            calls = batch[name]
+            start = time.perf_counter()
+            for _ in range(calls):
+                run()
+            samples[name].append((time.perf_counter() - start) / calls)
+        rounds += 1
+    return {name: (statistics.median(times), rounds) for name, times in samples.items()}
+
+
+@perf.measurement("store.decide", "masked search: numba vs numpy vs faiss vs streaming once "
+                                  "(interleaved)")
 def _decide(options: perf.Options) -> list[perf.Result]:
     sizes = options.sizes or (QUICK_SIZES if options.quick else DEFAULT_SIZES)
     results: list[perf.Result] = []
@@ -182,24 +217,29 @@ def _decide(options: perf.Options) -> list[perf.Result]:
         case = search_case(n)
         if abs(numba_decide(case) - numpy_decide(case)) > 1e-4:
             raise RuntimeError("store.decide: numba and numpy references disagree")
-        ours, rounds = perf.time_call(partial(numba_decide, case), options)
-        seal_probe(case)
-        search, search_rounds = perf.time_call(partial(search_only, case), options)
-        ref, _ = perf.time_call(partial(numpy_decide, case), options)
-        stream, _ = perf.time_call(partial(stream_once, case), options)
-        anchor = None
-        if faiss_available():
-            index = faiss_index(case)
-            anchor, _ = perf.time_call(partial(faiss_search, index, case), options)
-            del index
-        notes = [f"numpy reference {_ratio(ref, ours)} slower",
-                 f"{_ratio(ours, stream)} the time to stream the rows once"]
+        sealed = replace(case, rotated=np.zeros_like(case.rotated),
+                         scratch=np.zeros_like(case.scratch))
+        seal_probe(sealed)  # `search_only` reads it; `numba_decide` zeroises its own
+        contenders: dict[str, Callable[[], object]] = {
+            "decide": partial(numba_decide, case), "search": partial(search_only, sealed),
+            "numpy": partial(numpy_decide, case), "stream": partial(stream_once, case)}
+        index = faiss_index(case) if faiss_available() else None
+        if index is not None:
+            contenders["faiss"] = partial(faiss_search, index, case)
+        per_call = interleaved_per_call(contenders, options)
+        del contenders, index, sealed  # bound memory: the next size is built next
+        ours, rounds = per_call["decide"]
+        search, search_rounds = per_call["search"]
+        ref, stream = per_call["numpy"][0], per_call["stream"][0]
+        anchor = per_call["faiss"][0] if "faiss" in per_call else None
+        notes = [f"decide/stream {_ratio(ours, stream)}"]
         if anchor is not None:
-            notes.append(f"faiss {_ratio(anchor, ours)} of ours")
+            notes.append(f"decide/faiss {_ratio(ours, anchor)}")
+        notes.append(f"numpy reference {_ratio(ref, ours)}x slower")
         results.append(perf.Result(f"store.decide N={n}", ours, rounds, ", ".join(notes)))
-        notes = [f"{_ratio(search, stream)} streaming"]
+        notes = [f"search/stream {_ratio(search, stream)}"]
         if anchor is not None:
-            notes.append(f"faiss {_ratio(anchor, search)} of ours")
+            notes.append(f"search/faiss {_ratio(search, anchor)}")
         results.append(perf.Result(f"  search only (probe sealed) N={n}", search,
                                    search_rounds, ", ".join(notes)))
         del case
@@ -309,7 +349,7 @@ def _jit(options: perf.Options) -> list[perf.Result]:
         cached_s = first_call_seconds(cache_dir)  # the cache written by the first run
     return [perf.Result("store.jit first call, compiling (no cache)", compile_s, 1),
             perf.Result("store.jit first call, cache=True warm", cached_s, 1,
-                        note=f"{_ratio(compile_s, cached_s)} faster than compiling")]
+                        note=f"{_ratio(compile_s, cached_s)}x faster than compiling")]
 
 
 def store_footprint(capacity: int, dim: int = DIM) -> int:
