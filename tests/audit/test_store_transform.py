@@ -37,7 +37,7 @@ def _random_key(rng: np.random.Generator, dim: int) -> np.ndarray:
 def _seal(key: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Each row sealed by the store's numba kernel."""
     out = np.zeros((vectors.shape[0], key.shape[1]), np.float32)
-    scratch = np.zeros(key.shape[1], np.float32)
+    scratch = np.zeros((3, key.shape[1]), np.float32)
     for i, vector in enumerate(vectors):
         kernels.seal_row(key, vector, scratch, out[i])
     return out
@@ -79,8 +79,7 @@ def test_the_kernel_equals_the_numpy_reference_and_unsealing_inverts_it(dim: int
                        atol=1e-6)
     padded = key.shape[1]
     back = np.zeros(dim, np.float32)
-    transform.unseal_into(key, sealed[0], np.zeros(padded, np.float32),
-                          np.zeros(padded, np.float32), back)
+    transform.unseal_into(key, sealed[0], np.zeros((4, padded), np.float32), back)
     assert np.allclose(back, vector[0], atol=1e-6)
 
 

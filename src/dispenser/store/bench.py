@@ -102,7 +102,7 @@ def search_case(n: int, dim: int = DIM, seed: int = 0) -> SearchCase:
                       served=admitted, slot_key=slot_key, keys=keys.keys,
                       key_refs=keys.refs.copy(),
                       rotated=np.zeros((EPOCHS, keys.padded_dim), dtype=np.float32),
-                      scratch=np.zeros(keys.padded_dim, dtype=np.float32),
+                      scratch=np.zeros((3, keys.padded_dim), dtype=np.float32),
                       probe=probe, now=now, key_matrices=key_matrices)
 
 
@@ -112,7 +112,7 @@ def _seal_rows(keys: np.ndarray, slot_key: np.ndarray, faces: np.ndarray,
                rows: np.ndarray) -> None:
     """rows[i] = faces[i] sealed under its epoch key (building a case; the store seals one
     row per admission)."""
-    scratch = np.zeros(rows.shape[1], np.float32)
+    scratch = np.zeros((3, rows.shape[1]), np.float32)
     for i in range(faces.shape[0]):
         kernels.seal_row(keys[slot_key[i]], faces[i], scratch, rows[i])
 
@@ -319,7 +319,7 @@ start = time.perf_counter()
 import numpy as np
 from dispenser.store import kernels, transform
 rows = np.zeros((4, 128), np.float32); rotated = np.zeros((2, 128), np.float32)
-scratch = np.zeros(128, np.float32)
+scratch = np.zeros((3, 128), np.float32)
 keys = np.zeros((2, 4, 128), np.float32); refs = np.ones(2, np.int32)
 state = np.zeros(4, np.int8); t = np.zeros(4); seq = np.zeros(4, np.int64)
 slot_key = np.zeros(4, np.int32); gen = np.zeros(4, np.int64); probe = np.zeros(128, np.float32)

@@ -40,27 +40,39 @@ def squared_norm(vector: np.ndarray) -> float:
     return acc
 
 
-@njit("void(float32[:, ::1], float32[::1], float32[::1], float32[::1])", cache=True,
+@njit("void(float32[:, ::1], float32[::1], float32[:, ::1], float32[::1])", cache=True,
       nogil=True, fastmath=_FASTMATH)
 def seal_row(signs: np.ndarray, probe: np.ndarray, scratch: np.ndarray,
              row: np.ndarray) -> None:
-    """row = the probe sealed under one epoch key (`transform.seal_into`); `scratch` is
-    zeroised afterwards."""
-    transform.seal_into(signs, probe, scratch, row)
-    for j in range(scratch.shape[0]):
-        scratch[j] = np.float32(0.0)
+    """row = the probe sealed under one epoch key (`transform.seal_pair_into` with the key
+    twice, the spare result in scratch[2]); `scratch` ((3, D)) is zeroised afterwards."""
+    transform.seal_pair_into(signs, signs, probe, scratch[:2], row, scratch[2])
+    for k in range(scratch.shape[0]):
+        for j in range(scratch.shape[1]):
+            scratch[k, j] = np.float32(0.0)
 
 
-@njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1], float32[::1])",
+@njit("void(float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1], float32[:, ::1])",
       cache=True, nogil=True, fastmath=_FASTMATH)
 def seal_probe_per_key(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray,
                        rotated: np.ndarray, scratch: np.ndarray) -> None:
-    """rotated[k] = the probe sealed under key k for every key slot in use (refs > 0).
-    `scratch` is the transform's other buffer: a separate array, because a row of
-    `rotated` used as scratch makes LLVM give up vectorising (it halves the speed)."""
+    """rotated[k] = the probe sealed under key k for every key slot in use (refs > 0), two
+    keys at a time. `scratch` ((3, D)) holds the transform's other buffers and the spare
+    result of an odd key out: a separate array, because scratch rows inside `rotated` make
+    LLVM give up vectorising (it halves the speed)."""
+    waiting = -1
     for k in range(keys.shape[0]):
-        if key_refs[k] > 0:
-            transform.seal_into(keys[k], probe, scratch, rotated[k])
+        if key_refs[k] <= 0:
+            continue
+        if waiting < 0:
+            waiting = k
+        else:
+            transform.seal_pair_into(keys[waiting], keys[k], probe, scratch[:2],
+                                     rotated[waiting], rotated[k])
+            waiting = -1
+    if waiting >= 0:
+        transform.seal_pair_into(keys[waiting], keys[waiting], probe, scratch[:2],
+                                 rotated[waiting], scratch[2])
 
 
 @njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, ::1], "
@@ -102,7 +114,7 @@ def live_in_window(state: np.ndarray, served: np.ndarray, now: float,
 
 
 @njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, :, ::1], "
-      "int32[::1], float32[::1], float32[:, ::1], float32[::1], float64, float64)",
+      "int32[::1], float32[::1], float32[:, ::1], float32[:, ::1], float64, float64)",
       cache=True, nogil=True, fastmath=_FASTMATH)
 def best_match(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                slot_key: np.ndarray, keys: np.ndarray, key_refs: np.ndarray,
@@ -116,8 +128,9 @@ def best_match(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
     for k in range(rotated.shape[0]):
         for j in range(rotated.shape[1]):
             rotated[k, j] = np.float32(0.0)
-    for j in range(scratch.shape[0]):
-        scratch[j] = np.float32(0.0)
+    for k in range(scratch.shape[0]):
+        for j in range(scratch.shape[1]):
+            scratch[k, j] = np.float32(0.0)
     return best
 
 

@@ -142,9 +142,9 @@ class _Buffers:
         self.slot_key = np.full(capacity, -1, dtype=np.int32)
         self.generation = np.zeros(capacity, dtype=np.int64)
         # rotated[k]: the probe sealed under key k during a decision; scratch: the
-        # transform's second buffer.
+        # transform's other buffers (kernels.seal_probe_per_key).
         self.rotated = locked_buffer((keys.keys.shape[0], keys.padded_dim), np.float32)
-        self.scratch = locked_buffer((keys.padded_dim,), np.float32)
+        self.scratch = locked_buffer((3, keys.padded_dim), np.float32)
         self.keys = keys
 
     def zeroise(self) -> None:
