@@ -43,14 +43,20 @@ def _seal(key: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sealed_case(dim: int, seed: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a random key, `count` random unit templates, those templates sealed)."""
+    rng = np.random.default_rng(seed)
+    key = _random_key(rng, dim)
+    vectors = _unit(rng, count, dim)
+    return key, vectors, _seal(key, vectors)
+
+
 @_PROPERTY
 @given(dim=DIMS, seed=SEEDS)
 def test_sealing_preserves_dot_products_and_norms_to_float32_precision(dim: int,
                                                                       seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    key = _random_key(rng, dim)
-    vectors = _unit(rng, 6, dim)
-    sealed = _seal(key, vectors).astype(np.float64)
+    _, vectors, rows = _sealed_case(dim, seed, 6)
+    sealed = rows.astype(np.float64)
     plain = vectors.astype(np.float64)
     assert np.allclose(sealed @ sealed.T, plain @ plain.T, atol=2e-6)
     assert np.allclose(np.linalg.norm(sealed, axis=1), 1.0, atol=2e-6)
@@ -70,10 +76,7 @@ def test_the_transform_is_an_orthogonal_matrix(dim: int) -> None:
 @given(dim=DIMS, seed=SEEDS)
 def test_the_kernel_equals_the_numpy_reference_and_unsealing_inverts_it(dim: int,
                                                                        seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    key = _random_key(rng, dim)
-    vector = _unit(rng, 1, dim)
-    sealed = _seal(key, vector)
+    key, vector, sealed = _sealed_case(dim, seed, 1)
     assert np.allclose(sealed[0], transform.seal_numpy(key.astype(np.float64),
                                                        vector[0].astype(np.float64)),
                        atol=1e-6)
