@@ -21,9 +21,10 @@ the fixed cost of a search. A product of a few Householder reflections would be 
 still but is not a protection: it leaves every template component orthogonal to its few
 reflection vectors unchanged, i.e. almost the whole template in the clear.
 
-Like the store's kernels (dispenser.store.kernels), the two kernels called from Python carry
-one explicit signature, so they are compiled when this module is imported and never later;
-the `inline="always"` helpers are compiled into the kernels that call them. The
+Like the store's kernels (dispenser.store.kernels), the kernel called from Python carries
+one explicit signature, so it is compiled when this module is imported and never later;
+the `inline="always"` helpers are compiled into the kernels that call them (each inlined
+copy costs compile time on a cold numba cache: docs/performance.md, "Store"). The
 butterfly kernel indexes with unsigned integers: numba adds a negative-index check to
 every signed index it cannot prove non-negative, and that check keeps LLVM from
 vectorising the loop.
@@ -124,26 +125,6 @@ def seal_pair_into(signs_a: np.ndarray, signs_b: np.ndarray, vector: np.ndarray,
                              factor if r == rounds else np.float32(1.0))
 
 
-@njit("void(float32[:, ::1], float32[::1], float32[:, ::1], float32[::1])", cache=True,
-      nogil=True, fastmath=_FASTMATH)
-def unseal_into(signs: np.ndarray, sealed: np.ndarray, work: np.ndarray,
-                out: np.ndarray) -> None:
-    """out = Q^T sealed: the template back from a row and its key (tests and audits; the
-    store never needs it). `work` is (4, D) and is left holding the padded template: the
-    caller zeroises it."""
-    padded = sealed.shape[0]
-    rounds = signs.shape[0] - 1
-    factor = np.float32(np.float64(padded) ** (-rounds / 2.0))
-    last = signs[rounds]
-    for i in range(padded):
-        work[0, i] = sealed[i] * last[i] * factor
-    for r in range(rounds - 1, -1, -1):  # work[2] is a spare second vector
-        _hadamard_then_signs(work[0], work[1], signs[r], work[2], work[3], signs[r],
-                             np.float32(1.0))
-    for i in range(out.shape[0]):
-        out[i] = work[0, i]
-
-
 @njit("void(float64[:, ::1], float32[:, ::1])", cache=True, nogil=True)
 def signs_from_uniforms(uniforms: np.ndarray, out: np.ndarray) -> None:
     """out[r, i] = +1 where uniforms[r, i] < 0.5, else -1 (element by element, so no
@@ -178,3 +159,14 @@ def seal_numpy(signs: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     for r in range(1, rounds + 1):
         x = fwht_numpy(x) * signs[r]
     return x * scale(padded, rounds)
+
+
+def unseal_numpy(signs: np.ndarray, rows: np.ndarray, dim: int) -> np.ndarray:
+    """Q^T applied to each sealed row ((n, D) or (D,)): the `dim`-dimensional templates
+    back, in float64 (tests and audits; the store never needs it)."""
+    rounds = signs.shape[0] - 1
+    x = rows.astype(np.float64) * signs[rounds] * scale(signs.shape[1], rounds)
+    for r in range(rounds - 1, -1, -1):
+        x = fwht_numpy(x) * signs[r]
+    templates: np.ndarray = x[..., :dim]
+    return templates
