@@ -119,9 +119,10 @@ def _seal_rows(keys: np.ndarray, slot_key: np.ndarray, faces: np.ndarray,
 
 def numba_decide(case: SearchCase) -> float:
     """What `TemplateStore.decide` computes: seal with live keys, fused masked max."""
-    return kernels.best_match(case.rows, case.state, case.served, case.slot_key, case.keys,
-                              case.key_refs, case.probe, case.rotated, case.scratch, case.now,
-                              DENY_WINDOW_S)
+    best, _ = kernels.best_match(case.rows, case.state, case.served, case.slot_key,
+                                 case.keys, case.key_refs, case.probe, case.rotated,
+                                 case.scratch, case.now, DENY_WINDOW_S)
+    return best
 
 
 def numpy_decide(case: SearchCase) -> float:
@@ -174,8 +175,10 @@ def seal_probe(case: SearchCase) -> None:
 
 def search_only(case: SearchCase) -> float:
     """The fused masked search alone, with the probe already sealed (`seal_probe`)."""
-    return kernels.best_live_similarity(case.rows, case.state, case.served, case.slot_key,
-                                        case.rotated, case.now, DENY_WINDOW_S)
+    best, _ = kernels.best_live_similarity(case.rows, case.state, case.served,
+                                           case.slot_key, case.rotated, case.now,
+                                           DENY_WINDOW_S)
+    return best
 
 
 def interleaved_per_call(contenders: dict[str, Callable[[], object]],

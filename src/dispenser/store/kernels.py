@@ -75,13 +75,15 @@ def seal_probe_per_key(keys: np.ndarray, key_refs: np.ndarray, probe: np.ndarray
                                  rotated[waiting], scratch[2])
 
 
-@njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, ::1], "
-      "float64, float64)", cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("Tuple((float64, int64))(float32[:, ::1], int8[::1], float64[::1], int32[::1], "
+      "float32[:, ::1], float64, float64)", cache=True, nogil=True, fastmath=_FASTMATH)
 def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                          slot_key: np.ndarray, rotated: np.ndarray, now: float,
-                         deny_window: float) -> float:
-    """Highest dot product between the probe and every LIVE row with age < deny_window;
-    -inf when no row qualifies.
+                         deny_window: float) -> tuple[float, int]:
+    """(highest dot product between the probe and every LIVE row with age < deny_window,
+    how many such rows there are): -inf and 0 when no row qualifies. The count is the live
+    count the decision rule is derived for, taken in the same pass, so it is exactly the
+    set of rows the probe was compared with.
 
     One pass: the mask is checked first and a row that does not qualify is not read at all
     (rows past the deny window and free slots cost no memory traffic; in ring order they
@@ -89,49 +91,41 @@ def best_live_similarity(rows: np.ndarray, state: np.ndarray, served: np.ndarray
     probe sealed under row i's epoch key, then the running max.
     """
     best = np.float32(-np.inf)
+    live = 0
     dim = rows.shape[1]
     for i in range(rows.shape[0]):
         if state[i] != LIVE or not now - served[i] < deny_window:
             continue
+        live += 1
         k = slot_key[i]
         acc = np.float32(0.0)
         for j in range(dim):
             acc += rows[i, j] * rotated[k, j]
         best = max(best, acc)
-    return float(best)
+    return float(best), live
 
 
-@njit("int64(int8[::1], float64[::1], float64, float64)", cache=True, nogil=True)
-def live_in_window(state: np.ndarray, served: np.ndarray, now: float,
-                   deny_window: float) -> int:
-    """How many LIVE rows have age < deny_window: exactly the rows `best_live_similarity`
-    compares a probe with, i.e. the live count the decision rule is derived for."""
-    count = 0
-    for i in range(state.shape[0]):
-        if state[i] == LIVE and now - served[i] < deny_window:
-            count += 1
-    return count
-
-
-@njit("float64(float32[:, ::1], int8[::1], float64[::1], int32[::1], float32[:, :, ::1], "
-      "int32[::1], float32[::1], float32[:, ::1], float32[:, ::1], float64, float64)",
-      cache=True, nogil=True, fastmath=_FASTMATH)
+@njit("Tuple((float64, int64))(float32[:, ::1], int8[::1], float64[::1], int32[::1], "
+      "float32[:, :, ::1], int32[::1], float32[::1], float32[:, ::1], float32[:, ::1], "
+      "float64, float64)", cache=True, nogil=True, fastmath=_FASTMATH)
 def best_match(rows: np.ndarray, state: np.ndarray, served: np.ndarray,
                slot_key: np.ndarray, keys: np.ndarray, key_refs: np.ndarray,
                probe: np.ndarray, rotated: np.ndarray, scratch: np.ndarray, now: float,
-               deny_window: float) -> float:
+               deny_window: float) -> tuple[float, int]:
     """What `decide` matches, in one call: seal the probe under every key in use into
-    `rotated`, take `best_live_similarity`, and overwrite `rotated` and `scratch` with
-    zeros before returning (one dispatch from Python instead of three)."""
+    `rotated`, take `best_live_similarity` (best similarity, live count), and overwrite
+    `rotated` and `scratch` with zeros before returning (one dispatch from Python instead
+    of four)."""
     seal_probe_per_key(keys, key_refs, probe, rotated, scratch)
-    best = best_live_similarity(rows, state, served, slot_key, rotated, now, deny_window)
+    best, live = best_live_similarity(rows, state, served, slot_key, rotated, now,
+                                      deny_window)
     for k in range(rotated.shape[0]):
         for j in range(rotated.shape[1]):
             rotated[k, j] = np.float32(0.0)
     for k in range(scratch.shape[0]):
         for j in range(scratch.shape[1]):
             scratch[k, j] = np.float32(0.0)
-    return best
+    return best, live
 
 
 @njit("void(int64, float32[:, ::1], int8[::1], float64[::1], float64[::1], int64[::1], "

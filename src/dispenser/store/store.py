@@ -351,17 +351,16 @@ class TemplateStore:
 
     def _decide_locked(self, probe: np.ndarray, now: float) -> Decision:
         b = self._buf
-        window = self.settings.deny_window_s
-        live = int(kernels.live_in_window(b.state, b.served, now, window))
-        likely, certain = self.rule.thresholds(live)
         try:
-            best = kernels.best_match(b.rows, b.state, b.served, b.slot_key, self._keys.keys,
-                                      self._keys.refs, probe, b.rotated, b.scratch, now,
-                                      window)
+            best, live = kernels.best_match(b.rows, b.state, b.served, b.slot_key,
+                                            self._keys.keys, self._keys.refs, probe,
+                                            b.rotated, b.scratch, now,
+                                            self.settings.deny_window_s)
         except BaseException:  # the kernel zeroises both scratch arrays when it returns
             b.rotated.fill(0.0)
             b.scratch.fill(0.0)
             raise
+        likely, certain = self.rule.thresholds(live)
         self._counts.decisions += 1
         best_similarity = float(best) if math.isfinite(best) else None
         if is_match(best, certain):
