@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from bench_timing import best_of
 
-from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.embedder import Embedder, embedder_model
 from dispenser.vision.model_files import load_card, packaged_model_path
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "data" / "dlib_resnet_golden.npz"
@@ -63,11 +63,11 @@ def multiply_adds(model_path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def macs() -> int:
-    return multiply_adds(packaged_model_path(load_card(EMBEDDER_MODELS["float32"]).file))
+    return multiply_adds(packaged_model_path(load_card(embedder_model("dlib")).file))
 
 
 def _model_path(precision: str) -> Path:
-    return packaged_model_path(load_card(EMBEDDER_MODELS[precision]).file)
+    return packaged_model_path(load_card(embedder_model("dlib", precision)).file)
 
 
 def ort_network(precision: str, threads: int, chip: np.ndarray) -> Callable[[], None]:
@@ -80,7 +80,7 @@ def ort_network(precision: str, threads: int, chip: np.ndarray) -> Callable[[], 
 
 
 def embedder_call(precision: str, threads: int, chip: np.ndarray) -> Callable[[], None]:
-    embedder = Embedder(threads=threads, model=EMBEDDER_MODELS[precision], batch_capacity=1)
+    embedder = Embedder(threads=threads, model=embedder_model("dlib", precision), batch_capacity=1)
     out = np.empty(128, np.float32)
     return lambda: embedder.embed(chip, out)
 

@@ -140,10 +140,11 @@ class VisionSettings(_Section):
     threads: int = _setting(
         2, "onnxruntime intra-op threads (4 on a Pi 4/5, 2 on a 2-core laptop)", lo=1, hi=64)
     embedder: str = _setting(
-        EMBEDDER_NAMES[0], "face embedder (its model card holds the calibration the decision "
-        "rule uses)", choices=EMBEDDER_NAMES)
+        EMBEDDER_NAMES[0], "face embedder: sface (default, docs/vision.md has why) or dlib "
+        "(kept for comparison); its model card holds the calibration the decision rule uses",
+        choices=EMBEDDER_NAMES)
     embedder_precision: str = _setting(
-        "float32", "face embedder weights: float32 (checked against dlib) or int8 (faster, "
+        "float32", "face embedder weights: float32, or int8 (dlib only: faster, "
         "docs/performance.md)", choices=("float32", "int8"))
     idle_detect_hz: float = _setting(
         2.0, "detection rate while nobody is in view", lo=0.1, hi=30.0)
@@ -153,6 +154,13 @@ class VisionSettings(_Section):
     watchdog_s: float = _setting(
         10.0, "no frame processed for this long is a fault (camera re-opened)",
         lo=1.0, hi=300.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embedder_precision == "int8" and self.embedder != "dlib":
+            raise ConfigError(
+                f"config: vision.embedder_precision = \"int8\" ships only for vision.embedder "
+                f"= \"dlib\", not \"{self.embedder}\"")
 
 
 @dataclass(frozen=True)

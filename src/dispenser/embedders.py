@@ -22,6 +22,7 @@ MODELS_PACKAGE = "dispenser.models"
 # settings.vision.embedder -> the model card (without ".toml") that describes it and holds
 # its calibration. The first entry is the default.
 EMBEDDER_CARDS: MappingProxyType[str, str] = MappingProxyType({
+    "sface": "face_recognition_sface_2021dec",
     "dlib": "dlib_face_recognition_resnet_model_v1",
 })
 

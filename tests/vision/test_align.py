@@ -163,7 +163,7 @@ def test_face_outside_the_image_gives_black_chip_not_an_error() -> None:
         (np.zeros((50, 50, 3), np.uint8), np.full((5, 2), np.nan, np.float32),
          np.zeros((150, 150, 3), np.uint8), "landmarks"),
         (np.zeros((50, 50, 3), np.uint8), np.ones((5, 2), np.float32),
-         np.zeros((112, 112, 3), np.uint8), "output"),
+         np.zeros((112, 150, 3), np.uint8), "output"),
         (np.zeros((50, 50, 3), np.uint8), np.ones((5, 2), np.float32),
          np.zeros((150, 150, 3), np.float32), "output"),
         (np.zeros((50, 50, 3), np.uint8), np.ones((5, 2), np.float32),
@@ -180,7 +180,7 @@ def test_align_face_gives_dlibs_template_from_an_mtcnn_detection(
     astronaut_rgb: U8, dlib_golden: dict[str, np.ndarray]
 ) -> None:
     from dispenser.vision.detector import MtcnnDetector
-    from dispenser.vision.embedder import Embedder
+    from dispenser.vision.embedder import DLIB_MODEL, Embedder
 
     faces = MtcnnDetector(min_face_px=40, max_side_px=1024, threads=1).detect(astronaut_rgb)
     face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
@@ -188,7 +188,7 @@ def test_align_face_gives_dlibs_template_from_an_mtcnn_detection(
     mapped = np.array(align.dlib_box_from_mtcnn(face.box))
     assert np.abs(mapped - hog_box).max() < 0.1 * (hog_box[2] - hog_box[0])
 
-    embedder = Embedder(threads=1)
+    embedder = Embedder(threads=1, model=DLIB_MODEL)
     reference = dlib_golden["descriptors"][0] / np.linalg.norm(dlib_golden["descriptors"][0])
     chip = np.zeros((150, 150, 3), np.uint8)
     template = np.zeros(128, np.float32)

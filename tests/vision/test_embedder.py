@@ -17,7 +17,7 @@ import pytest
 
 from dispenser.config import VisionSettings
 from dispenser.errors import DispenserError
-from dispenser.vision.embedder import Embedder
+from dispenser.vision.embedder import DLIB_MODEL, Embedder
 from dispenser.vision.model_files import load_card, packaged_model_path
 
 MODEL = "dlib_face_recognition_resnet_model_v1"
@@ -25,7 +25,7 @@ MODEL = "dlib_face_recognition_resnet_model_v1"
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(threads=2, batch_capacity=4)
+    return Embedder(threads=2, model=DLIB_MODEL, batch_capacity=4)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_owned_buffers_hold_the_face_only_during_the_run(
         dlib_golden: dict[str, np.ndarray], batch: bool) -> None:
     """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after;
     every face run is followed by a scrub run on the zeroed chip."""
-    embedder = Embedder(threads=1, batch_capacity=4)
+    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=4)
     spy = _SpySession(embedder)
     if batch:
         embedder.embed_batch(dlib_golden["chips"][:3], np.empty((3, 128), np.float32))
@@ -150,7 +150,7 @@ def test_owned_buffers_hold_the_face_only_during_the_run(
 
 
 def test_owned_buffers_are_zeroised_when_a_run_fails(dlib_golden: dict[str, np.ndarray]) -> None:
-    embedder = Embedder(threads=1, batch_capacity=2)
+    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=2)
     spy = _SpySession(embedder, fail_on_face=True)
     with pytest.raises(RuntimeError, match="injected"):
         embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
@@ -199,7 +199,7 @@ def test_missing_model_file_names_file_and_expected_hash(tmp_path: Path) -> None
     expected = load_card(MODEL).sha256
     missing = tmp_path / "gone.onnx"
     with pytest.raises(DispenserError) as err:
-        Embedder(model_path=missing)
+        Embedder(model=DLIB_MODEL, model_path=missing)
     assert str(missing) in str(err.value) and expected in str(err.value)
 
 
@@ -217,7 +217,7 @@ def test_corrupt_model_file_is_refused_before_loading(tmp_path: Path, damage: st
         data.clear()
     path.write_bytes(bytes(data))
     with pytest.raises(DispenserError, match="corrupt or replaced") as err:
-        Embedder(model_path=path)
+        Embedder(model=DLIB_MODEL, model_path=path)
     assert str(path) in str(err.value) and expected in str(err.value)
 
 
@@ -227,7 +227,7 @@ def test_card_that_disagrees_with_the_graph_is_refused(tmp_path: Path) -> None:
     wrong.write_text(card.replace('shape = ["batch", 150, 150, 3]',
                                   'shape = ["batch", 112, 112, 3]'))
     with pytest.raises(DispenserError, match="do not match its card"):
-        Embedder(card_path=wrong)
+        Embedder(model=DLIB_MODEL, card_path=wrong)
 
 
 def test_threads_come_from_the_settings() -> None:
@@ -246,7 +246,7 @@ def test_no_copy_of_descriptor_or_template_survives_in_process_memory(
     that other tests made on purpose cannot be mistaken for leaks."""
     from dispenser.privacy.memscan import scan_own_memory
 
-    embedder = Embedder(threads=1, batch_capacity=1)
+    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=1)
     reference = np.zeros((2, 128), np.float32)  # excluded from the scan by scan_own_memory
     _SpySession(embedder, on_face=lambda: np.copyto(reference[0], embedder._descriptors[0]))
     out = np.empty(128, np.float32)
@@ -299,7 +299,7 @@ def test_scrub_run_overwrites_onnxruntimes_copy_of_the_pooled_features(
         got += n
     assert child.wait() == 0 and got == reference.nbytes and reference.any()
 
-    embedder = Embedder(threads=1, batch_capacity=1)
+    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=1)
     during: list[tuple[int, ...]] = []
     _SpySession(embedder, on_face=lambda: during.append(scan_own_memory(reference).hits))
     embedder.embed(chip, np.empty(128, np.float32))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dispenser.config import VisionSettings
-from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.embedder import Embedder, embedder_model
 from dispenser.vision.model_files import load_card
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "dlib_resnet_golden.npz"
@@ -23,15 +23,16 @@ def chips() -> np.ndarray:
 
 
 def _templates(precision: str, chips: np.ndarray) -> np.ndarray:
-    embedder = Embedder.from_settings(VisionSettings(threads=1, embedder_precision=precision))
+    embedder = Embedder.from_settings(VisionSettings(threads=1, embedder="dlib",
+                                                     embedder_precision=precision))
     out = np.empty((len(chips), 128), np.float32)
     embedder.embed_batch(chips, out)
     return out
 
 
 def test_settings_select_the_variant() -> None:
-    embedder = Embedder.from_settings(VisionSettings(embedder_precision="int8"))
-    assert embedder.card.name == EMBEDDER_MODELS["int8"]
+    embedder = Embedder.from_settings(VisionSettings(embedder="dlib", embedder_precision="int8"))
+    assert embedder.card.name == embedder_model("dlib", "int8")
 
 
 def test_int8_agrees_with_float32_on_the_golden_chips(chips: np.ndarray) -> None:
@@ -59,7 +60,7 @@ def test_quantisation_reproduces_the_committed_int8_model(tmp_path: Path,
     import onnxruntime
     from dispenser.models.quantize_dlib_resnet import FLOAT_MODEL, quantize
 
-    card = load_card(EMBEDDER_MODELS["int8"])
+    card = load_card(embedder_model("dlib", "int8"))
     pinned = (card.sections["source"]["onnxruntime_version"],
               card.sections["source"]["onnx_version"], card.sections["source"]["machine"])
     if (onnxruntime.__version__, onnx.__version__, platform.machine()) != pinned:

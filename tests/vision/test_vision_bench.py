@@ -15,6 +15,7 @@ def test_detect_and_align_measurements_run() -> None:
     results = perf.run(["vision.detect", "vision.align"], options)
     names = [r.name for r in results]
     assert names == [f"vision.detect {label} {t}t" for t in (1, 2)
-                     for label in ("640x480", "320x240", "640x480 no face")] + ["vision.align"]
+                     for label in ("640x480", "320x240", "640x480 no face")] + [
+                         "vision.align sface", "vision.align dlib"]
     assert all(r.value > 0 and r.rounds >= 3 and r.unit == "s" for r in results)
     assert all(r.note.endswith("x 1 thread") for r in results if r.name.endswith(" 2t"))

@@ -1,8 +1,16 @@
-"""Five face landmarks to the 150x150 RGB chip dlib's face ResNet was trained on.
+"""Five face landmarks to the chip an embedder was trained on.
 
-The embedder only gives dlib-quality templates when its input looks like dlib's own chip:
-`dlib.get_face_chip(img, shape, size=150, padding=0.25)`, i.e. the face rotated upright and
-scaled so that dlib's 5 shape-predictor points land on a fixed template. Two ways in:
+An embedder only gives the templates it was tested with when its input looks like its
+training chips: the face rotated upright and scaled so that 5 points land on a fixed
+template. Which geometry a model needs is in its card's `[alignment]` table, and
+`aligner_for(card)` returns the function that makes it:
+
+* `kind = "template_5point"` (SFace, the default embedder): the 5 MTCNN landmarks (eye
+  centres, nose tip, mouth corners) fitted by a least-squares similarity to the card's
+  `template_px` in a `size` x `size` chip (`extract_chip`). SFace's template is
+  `ARCFACE_TEMPLATE_112`, the one its family of models is trained on.
+* `kind = "dlib_face_chip"` (dlib's ResNet, selectable): dlib's
+  `get_face_chip(img, shape, size=150, padding=0.25)`. Two ways in:
 
 * `extract_dlib_chip`: dlib's own geometry, reproduced from `get_face_chip_details` and
   `get_mapping_to_chip`, for the 5 points of dlib's shape predictor (eye corners, nose base;
@@ -12,10 +20,10 @@ scaled so that dlib's 5 shape-predictor points land on a fixed template. Two way
   least squares to where those points fall, on average, inside dlib's chip (measured on 27
   faces, see `MTCNN_CHIP_TEMPLATE`).
 
-`align_face` is the one function the pipeline calls. It takes the shape-predictor path:
+`align_face` is what the pipeline uses for dlib. It takes the shape-predictor path:
 measured against dlib 20.0.1's own pipeline on 93 faces (models/README.md, "Alignment"),
 its templates are 6x closer to dlib's (1 - cosine 0.0009 against 0.0057 for the MTCNN
-template) and separate people better. Every template must come through this one function.
+template) and separate people better.
 
 Both sample bilinearly with `cv2.warpAffine` straight into the caller's buffer. Like dlib,
 when the face is more than about twice the chip's size the image is first halved (an image
@@ -27,7 +35,8 @@ Nothing here logs, prints or keeps an image or a landmark set.
 from __future__ import annotations
 
 import functools
-from typing import Final, cast
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import cv2
 import numpy as np
@@ -37,7 +46,24 @@ from dispenser.errors import DispenserError
 from dispenser.vision.shape_predictor import ShapePredictor
 
 CHIP_SIZE: Final = 150
-"""Side of the square chip the embedder takes, in pixels."""
+"""Side of dlib's square chip, in pixels."""
+
+ARCFACE_TEMPLATE_112: Final = np.array(
+    [
+        [38.2946, 51.6963],  # left eye centre (image-left)
+        [73.5318, 51.5014],  # right eye centre
+        [56.0252, 71.7366],  # nose tip
+        [41.5493, 92.3655],  # mouth left
+        [70.7299, 92.2041],  # mouth right
+    ],
+    dtype=np.float64,
+)
+"""Where the 5 MTCNN-order landmarks sit in the 112x112 chips that SFace and the ArcFace
+family of embedders are trained on (the de-facto standard for 5-point face alignment)."""
+
+Aligner = Callable[[npt.NDArray[np.uint8], tuple[float, float, float, float],
+                    npt.NDArray[np.float32], npt.NDArray[np.uint8]], None]
+"""(image_rgb, MTCNN box, MTCNN landmarks5, chip out) -> None: writes one chip."""
 
 CHIP_PADDING: Final = 0.25
 """dlib's `get_face_chip` padding used to make the face ResNet's training chips."""
@@ -151,14 +177,48 @@ def extract_chip(
     image_rgb: npt.NDArray[np.uint8],
     landmarks5: npt.NDArray[np.float32],
     out: npt.NDArray[np.uint8],
+    template: npt.NDArray[np.float64] = MTCNN_CHIP_TEMPLATE,
 ) -> None:
-    """Write dlib's 150x150 chip of the face with these 5 MTCNN landmarks into `out`.
+    """Write the chip whose `template` points the 5 MTCNN landmarks best fit into `out`.
 
     `landmarks5` are (x, y) image pixels in MTCNN's order: left eye, right eye, nose, mouth
-    left, mouth right (image-left first). The chip has the channel order of the image.
+    left, mouth right (image-left first); `template` gives the same 5 points in chip pixels
+    (default: their mean place in dlib's 150x150 chip). The chip has the channel order of
+    the image and the size of `out`.
     """
     _check_inputs(image_rgb, landmarks5, out)
-    _warp_into(image_rgb, similarity_transform(landmarks5, MTCNN_CHIP_TEMPLATE), out)
+    _warp_into(image_rgb, similarity_transform(landmarks5, template), out)
+
+
+def aligner_for(card: Any) -> Aligner:
+    """The alignment a model card's `[alignment]` table asks for (see the module docstring).
+
+    `card` is a `dispenser.vision.model_files.ModelCard`; an unknown kind or a malformed
+    template is a one-line DispenserError naming the card.
+    """
+    table = card.sections.get("alignment", {})
+    kind = table.get("kind")
+    if kind == "dlib_face_chip":
+        return align_face
+    if kind == "template_5point":
+        try:
+            template = np.array(table["template_px"], dtype=np.float64)
+            size = int(table["size"])
+        except (KeyError, TypeError, ValueError):
+            template, size = np.zeros(0), 0
+        if template.shape != (5, 2) or not np.all((template > 0) & (template < size)):
+            raise DispenserError(f"model card of {card.file}: [alignment] template_5point "
+                                 "needs size and 5 template_px points inside the chip")
+
+        def align_to_template(image_rgb: npt.NDArray[np.uint8],
+                              face_box: tuple[float, float, float, float],
+                              landmarks5: npt.NDArray[np.float32],
+                              out: npt.NDArray[np.uint8]) -> None:
+            extract_chip(image_rgb, landmarks5, out, template)
+
+        return align_to_template
+    raise DispenserError(f"model card of {card.file}: [alignment] kind {kind!r} is not one "
+                         "of dlib_face_chip, template_5point")
 
 
 def extract_dlib_chip(
@@ -172,7 +232,7 @@ def extract_dlib_chip(
     `DLIB_5POINT_UNIT_TEMPLATE`). Differs from dlib's own chip only by rounding: dlib
     truncates interpolated values, OpenCV rounds them (and samples at 1/32 pixel).
     """
-    _check_inputs(image_rgb, landmarks5, out)
+    _check_inputs(image_rgb, landmarks5, out, CHIP_SIZE)
     _warp_into(image_rgb, dlib_chip_mapping(landmarks5), out)
 
 
@@ -203,7 +263,7 @@ def align_face(
     landmarks5: npt.NDArray[np.float32],
     out: npt.NDArray[np.uint8],
 ) -> None:
-    """The pipeline's alignment: one detected face to the embedder's 150x150 chip in `out`.
+    """dlib's alignment: one detected face to dlib's 150x150 chip in `out`.
 
     `face_box` is the MTCNN detector's (x0, y0, x1, y1) and `landmarks5` its 5 points, both
     in image pixels. The box, mapped to dlib's HOG convention, seeds dlib's 5-point shape
@@ -212,7 +272,7 @@ def align_face(
     The chip has the channel order of the image; the predictor reads (r + g + b) // 3 so
     the order does not change the geometry.
     """
-    _check_inputs(image_rgb, landmarks5, out)
+    _check_inputs(image_rgb, landmarks5, out, CHIP_SIZE)
     box = dlib_box_from_mtcnn(face_box)
     if not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
         raise DispenserError("align: the face box must be finite and non-empty")
@@ -225,7 +285,8 @@ def align_face(
 
 
 def _check_inputs(
-    image: npt.NDArray[np.uint8], landmarks5: npt.NDArray[np.floating], out: npt.NDArray[np.uint8]
+    image: npt.NDArray[np.uint8], landmarks5: npt.NDArray[np.floating],
+    out: npt.NDArray[np.uint8], size: int | None = None,
 ) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
             or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
@@ -233,12 +294,14 @@ def _check_inputs(
     if not isinstance(landmarks5, np.ndarray) or landmarks5.shape != (5, 2) \
             or not np.all(np.isfinite(landmarks5)):
         raise DispenserError("align: the landmarks must be a finite (5, 2) array")
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 \
-            or out.shape != (CHIP_SIZE, CHIP_SIZE, 3) or not out.flags.c_contiguous \
-            or not out.flags.writeable:
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3 \
+            or out.shape[0] != out.shape[1] or out.shape[2] != 3 or out.shape[0] < 16 \
+            or not out.flags.c_contiguous or not out.flags.writeable:
         raise DispenserError(
-            "align: the output must be a writable C-contiguous 150x150x3 uint8 array"
+            "align: the output must be a writable C-contiguous square NxNx3 uint8 array"
         )
+    if size is not None and out.shape[0] != size:
+        raise DispenserError(f"align: this chip is {size}x{size}x3, got {out.shape}")
 
 
 def _invert_affine(m: _Affine) -> _Affine:
@@ -248,7 +311,7 @@ def _invert_affine(m: _Affine) -> _Affine:
     return inv
 
 
-def _pyramid_levels(image_side_of_chip: float) -> int:
+def _pyramid_levels(image_side_of_chip: float, chip_size: int) -> int:
     """How many times dlib halves the image before sampling a chip of this side.
 
     dlib halves while the halved chip rectangle would still be larger than the chip
@@ -256,7 +319,7 @@ def _pyramid_levels(image_side_of_chip: float) -> int:
     """
     levels = 0
     side = image_side_of_chip
-    while (side - 1.0) / 2.0 + 1.0 > CHIP_SIZE:
+    while (side - 1.0) / 2.0 + 1.0 > chip_size:
         side = (side - 1.0) / 2.0 + 1.0
         levels += 1
     return levels
@@ -266,16 +329,17 @@ def _warp_into(
     image: npt.NDArray[np.uint8], image_to_chip: _Affine, out: npt.NDArray[np.uint8]
 ) -> None:
     """Sample the chip bilinearly; halve the image first while the face is > 2x the chip."""
+    size = out.shape[0]
     chip_to_image = _invert_affine(image_to_chip)
     pixels_per_chip_pixel = float(np.sqrt(abs(np.linalg.det(chip_to_image[:, :2]))))
-    levels = _pyramid_levels(CHIP_SIZE * pixels_per_chip_pixel)
+    levels = _pyramid_levels(size * pixels_per_chip_pixel, size)
     if levels == 0:
-        cv2.warpAffine(image, image_to_chip, (CHIP_SIZE, CHIP_SIZE), dst=out,
+        cv2.warpAffine(image, image_to_chip, (size, size), dst=out,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return
     # Halve only the region the chip covers (plus the filter's reach at every level).
-    corners = np.array([[0, 0, 1], [CHIP_SIZE - 1, 0, 1], [0, CHIP_SIZE - 1, 1],
-                        [CHIP_SIZE - 1, CHIP_SIZE - 1, 1]], dtype=np.float64) @ chip_to_image.T
+    corners = np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1],
+                        [size - 1, size - 1, 1]], dtype=np.float64) @ chip_to_image.T
     margin = 2 ** (levels + 2)
     h, w = image.shape[:2]
     x0 = int(max(0, np.floor(corners[:, 0].min()) - margin))
@@ -303,7 +367,7 @@ def _warp_into(
         level_to_chip = np.empty((2, 3), dtype=np.float64)
         level_to_chip[:, :2] = image_to_chip[:, :2] * factor
         level_to_chip[:, 2] = image_to_chip[:, :2] @ origin + image_to_chip[:, 2]
-        cv2.warpAffine(level, level_to_chip, (CHIP_SIZE, CHIP_SIZE), dst=out,
+        cv2.warpAffine(level, level_to_chip, (size, size), dst=out,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     finally:
         for buf in owned:

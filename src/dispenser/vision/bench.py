@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from dispenser import perf
 from dispenser.config import Settings
-from dispenser.vision.align import CHIP_SIZE, align_face
+from dispenser.vision.align import aligner_for
 from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
 from dispenser.vision.face import Face
 from dispenser.vision.images import load_image_bgr
@@ -78,36 +78,47 @@ def _detect(options: perf.Options) -> list[perf.Result]:
             if threads != 1 else r for (label, threads), r in timed.items()]
 
 
-@perf.measurement("vision.align", "5 landmarks -> 150x150 chip (one face)")
+@perf.measurement("vision.align", "5 landmarks -> each embedder's chip (one face)")
 def _align(options: perf.Options) -> list[perf.Result]:
     rgb, face = _rgb_and_face()
-    chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    results = []
     try:
-        return [perf.timed("vision.align", lambda: align_face(rgb, face.box, face.landmarks,
-                                                             chip), options)]
+        for (name, precision), model in EMBEDDER_MODELS.items():
+            if precision != "float32":
+                continue
+            embedder = Embedder(threads=1, model=model, batch_capacity=1)
+            align, chip = aligner_for(embedder.card), np.zeros(embedder.chip_shape, np.uint8)
+            try:
+                results.append(perf.timed(
+                    f"vision.align {name}",
+                    partial(align, rgb, face.box, face.landmarks, chip), options))
+            finally:
+                chip.fill(0)
     finally:
-        chip.fill(0)
         rgb.fill(0)
+    return results
 
 
-@perf.measurement("vision.embed", "chip -> template, float32 and int8 (1, 2, all cores)")
+@perf.measurement("vision.embed", "chip -> template, each embedder (1, 2, all cores)")
 def _embed(options: perf.Options) -> list[perf.Result]:
     rgb, face = _rgb_and_face()
-    chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-    align_face(rgb, face.box, face.landmarks, chip)
-    rgb.fill(0)
     out = np.zeros(128, np.float32)
-    results: dict[tuple[str, int], perf.Result] = {}
+    results: dict[tuple[str, str, int], perf.Result] = {}
     try:
-        for precision in ("float32", "int8"):
+        for (name, precision), model in EMBEDDER_MODELS.items():
             for threads in THREAD_COUNTS:
-                embedder = Embedder(threads=threads, model=EMBEDDER_MODELS[precision])
-                results[precision, threads] = perf.timed(
-                    f"vision.embed {precision} {threads}t",
-                    partial(embedder.embed, chip, out), options)
+                embedder = Embedder(threads=threads, model=model, batch_capacity=1)
+                chip = np.zeros(embedder.chip_shape, np.uint8)
+                aligner_for(embedder.card)(rgb, face.box, face.landmarks, chip)
+                try:
+                    results[name, precision, threads] = perf.timed(
+                        f"vision.embed {name} {precision} {threads}t",
+                        partial(embedder.embed, chip, out), options)
+                finally:
+                    chip.fill(0)
     finally:
-        chip.fill(0)
+        rgb.fill(0)
         out.fill(0)
-    return [dataclasses.replace(r, note=f"{results['float32', threads].value / r.value:.2f}x "
+    return [dataclasses.replace(r, note=f"{results[name, 'float32', threads].value / r.value:.2f}x "
                                         "float32") if precision != "float32" else r
-            for (precision, threads), r in results.items()]
+            for (name, precision, threads), r in results.items()]

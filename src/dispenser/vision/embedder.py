@@ -1,10 +1,12 @@
 """Aligned face chip -> L2-normalised identity template, with onnxruntime.
 
-The model is dlib's face-recognition ResNet converted to ONNX (models/
-dlib_face_recognition_resnet_model_v1.toml). Its input is the raw uint8 RGB chip that
-dlib's `get_face_chip(size=150, padding=0.25)` produces; normalisation happens inside the
-graph. Its output is dlib's raw 128-d descriptor, which this class L2-normalises so that
-templates compare by cosine similarity (a dot product).
+Two embedders ship (`vision.embedder`): SFace, the default (models/
+face_recognition_sface_2021dec.toml: 112x112 chips, 128-d), and dlib's face-recognition
+ResNet (models/dlib_face_recognition_resnet_model_v1.toml: dlib's 150x150 chips, 128-d),
+kept for comparison; docs/vision.md has the measurements that chose SFace. Both take the
+raw uint8 RGB chip their card describes (normalisation happens inside the graph) and give
+a raw descriptor, which this class L2-normalises so that templates compare by cosine
+similarity (a dot product).
 
 Where the face data lives (so that it can be zeroised): the chip is copied into an input
 array this class owns, the network writes its descriptor into an output array this class
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dispenser.embedders import EMBEDDER_CARDS
 from dispenser.errors import DispenserError
 from dispenser.privacy.memory import locked_buffer, zeroise
 from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
@@ -39,10 +42,25 @@ from dispenser.vision.ort_session import create_session
 if TYPE_CHECKING:
     from dispenser.config import VisionSettings
 
-EMBEDDER_MODEL = "dlib_face_recognition_resnet_model_v1"
-# settings.vision.embedder_precision -> packaged model (models/quantize_dlib_resnet.py makes
-# the int8 one from the float32 one).
-EMBEDDER_MODELS = {"float32": EMBEDDER_MODEL, "int8": f"{EMBEDDER_MODEL}_int8"}
+SFACE_MODEL = EMBEDDER_CARDS["sface"]
+DLIB_MODEL = EMBEDDER_CARDS["dlib"]
+# (settings.vision.embedder, settings.vision.embedder_precision) -> packaged model: the card
+# of dispenser.embedders for float32; dlib also ships an int8 variant
+# (models/quantize_dlib_resnet.py makes it from the float32 one).
+EMBEDDER_MODELS = {
+    **{(name, "float32"): card for name, card in EMBEDDER_CARDS.items()},
+    ("dlib", "int8"): f"{DLIB_MODEL}_int8",
+}
+
+
+def embedder_model(embedder: str, precision: str = "float32") -> str:
+    """The packaged model name of an embedder at a precision; one line if there is none."""
+    try:
+        return EMBEDDER_MODELS[(embedder, precision)]
+    except KeyError:
+        have = ", ".join(f"{e}/{p}" for e, p in EMBEDDER_MODELS)
+        raise DispenserError(f"vision: no {precision} model of embedder {embedder!r} ships "
+                             f"(available: {have})") from None
 
 
 def _check_array(value: object, what: str, shape: tuple[int, ...], dtype: type, *,
@@ -81,7 +99,7 @@ class Embedder:
     to `batch_capacity` (calibration). Not thread-safe: one caller at a time.
     """
 
-    def __init__(self, threads: int = 2, *, model: str = EMBEDDER_MODEL,
+    def __init__(self, threads: int = 2, *, model: str = SFACE_MODEL,
                  model_path: Path | None = None, card_path: Path | None = None,
                  batch_capacity: int = 8) -> None:
         if batch_capacity < 1:
@@ -104,8 +122,9 @@ class Embedder:
 
     @classmethod
     def from_settings(cls, vision: VisionSettings) -> Embedder:
-        """The embedder as configured (`vision.threads`, `vision.embedder_precision`)."""
-        return cls(threads=vision.threads, model=EMBEDDER_MODELS[vision.embedder_precision])
+        """The embedder as configured (`vision.threads`, `.embedder`, `.embedder_precision`)."""
+        return cls(threads=vision.threads,
+                   model=embedder_model(vision.embedder, vision.embedder_precision))
 
     def _binding(self, n: int) -> Any:
         """An I/O binding of the first `n` rows of the owned buffers (made once per n).
@@ -160,15 +179,16 @@ class Embedder:
     def embed(self, chip: np.ndarray, out: np.ndarray) -> None:
         """Write the L2-normalised template of one aligned chip into `out`.
 
-        chip: uint8 RGB (150, 150, 3), as dlib's get_face_chip(size=150, padding=0.25).
-        out:  float32 (128,), owned by the caller (who zeroises it when its time is up).
+        chip: uint8 RGB `chip_shape` (the card's input), aligned as the card says.
+        out:  float32 (template_size,), owned by the caller (who zeroises it when its time
+              is up).
         """
         _check_array(chip, "face chip", self.chip_shape, np.uint8)
         _check_array(out, "template buffer", (self.template_size,), np.float32, writeable=True)
         self._run_normalised(chip[None], out[None])
 
     def embed_batch(self, chips: np.ndarray, out: np.ndarray) -> None:
-        """Templates of chips (N, 150, 150, 3) uint8 into out (N, 128) float32, N >= 0."""
+        """Templates of chips (N, *chip_shape) uint8 into out (N, template_size), N >= 0."""
         n = chips.shape[0] if isinstance(chips, np.ndarray) and chips.ndim == 4 else 0
         _check_array(chips, "face chips", (n, *self.chip_shape), np.uint8,
                      shown_shape=f"(N, {', '.join(map(str, self.chip_shape))})")

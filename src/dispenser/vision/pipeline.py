@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from dispenser.errors import DispenserError
 from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
-from dispenser.vision.align import CHIP_SIZE, align_face, default_shape_predictor
+from dispenser.vision.align import Aligner, aligner_for, default_shape_predictor
 from dispenser.vision.detector import Detection, MtcnnDetector
 from dispenser.vision.face import Face
 from dispenser.vision.images import to_bgr8
@@ -39,6 +39,9 @@ class DetectorLike(Protocol):
 
 
 class EmbedderLike(Protocol):
+    card: Any  # its ModelCard: the chip geometry ([alignment]) and input shape
+    chip_shape: tuple[int, int, int]
+
     def embed(self, chip: npt.NDArray[np.uint8], out: npt.NDArray[np.float32]) -> None: ...
 
 
@@ -75,17 +78,19 @@ class FacePipeline:
             detector = MtcnnDetector(min_face_px=vision.min_face_px,
                                      max_side_px=vision.detect_max_side_px, threads=threads)
         if embedder is None:
-            from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+            from dispenser.vision.embedder import Embedder, embedder_model
 
-            embedder = Embedder(threads=threads,
-                                model=EMBEDDER_MODELS[vision.embedder_precision])
+            embedder = Embedder(threads=threads, model=embedder_model(
+                vision.embedder, vision.embedder_precision))
         self._detector = detector
         self._embedder = embedder
-        # Load, hash-check and compile the landmark model now, not on the first face.
-        default_shape_predictor()
+        self._align: Aligner = aligner_for(embedder.card)
+        if embedder.card.sections.get("alignment", {}).get("kind") == "dlib_face_chip":
+            # Load, hash-check and compile the landmark model now, not on the first face.
+            default_shape_predictor()
         self._rgb = _Scratch(3)
         self._grey = _Scratch(1)
-        self._chip = locked_buffer((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        self._chip = locked_buffer(embedder.chip_shape, np.uint8)
 
     def detect(self, frame_bgr: Any) -> list[Face]:
         """Faces in an 8-bit BGR frame, largest first, each with its quality verdict.
@@ -118,7 +123,7 @@ class FacePipeline:
     def embed(self, frame_bgr: Any, face: Face, out: npt.NDArray[np.float32]) -> None:
         """Write the L2-normalised template of `face` (found in this frame) into `out`.
 
-        out: float32 (128,), owned by the caller. The chip and the RGB copy are zeroised
+        out: float32 (template size,), owned by the caller. The chip and the RGB copy are zeroised
         before this returns, whether it succeeds or not.
         """
         frame = to_bgr8(frame_bgr, "camera frame")
@@ -128,7 +133,7 @@ class FacePipeline:
         rgb = self._rgb.get(height, width)
         try:
             cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=rgb)
-            align_face(rgb, face.box, face.landmarks, self._chip)
+            self._align(rgb, face.box, face.landmarks, self._chip)
             self._embedder.embed(self._chip, out)
         finally:
             zeroise(self._chip)
