@@ -1,4 +1,12 @@
-"""`dispenser calibrate --pairs PAIRS.tsv --root DIR`: choose the match threshold from data.
+"""`dispenser calibrate`: the match figures of a set of labelled faces.
+
+Two ways in. `--faces DIR` (dispenser.commands.calibrate_faces): a folder per identity,
+every pair scored, per group and pooled, with what matters at the machine: the chance a
+stranger is refused with N = 20/60/200 live templates and the share of repeat-takes
+caught, at the configured decision rule (dispenser.store.rule); `--write-similarity FILE`
+keeps the aggregate tables for the simulator and the embedder's card.
+
+`--pairs PAIRS.tsv --root DIR`: a list of labelled pairs (below).
 
 PAIRS.tsv has one pair per line, tab-separated: path, path, 1 (same person) or 0
 (different people); paths are relative to --root; blank lines and lines starting with '#'
@@ -61,12 +69,25 @@ def read_pairs(path: Path) -> list[Pair]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pairs", type=Path, required=True, metavar="PAIRS.tsv",
+    parser.add_argument("--faces", type=Path, metavar="DIR",
+                        help="a folder per identity, named <group>__<identity>: every pair "
+                             "scored, per group and pooled")
+    parser.add_argument("--videos", type=Path, metavar="DIR",
+                        help="with --faces: talking-head clips, one person each; four "
+                             "frames per clip are same-session shots (group 'video')")
+    parser.add_argument("--same-session", action="append", default=[], metavar="GROUP",
+                        help="with --faces: this group's photos of a person were taken in "
+                             "one sitting (repeat-takes); may be repeated")
+    parser.add_argument("--write-similarity", type=Path, metavar="FILE.toml",
+                        help="with --faces: write the aggregate similarity tables and the "
+                             "worst-case impostor tail (for simulate --similarity and the "
+                             "embedder's model card)")
+    parser.add_argument("--pairs", type=Path, metavar="PAIRS.tsv",
                         help="tab-separated: path, path, 1 (same person) or 0 (different)")
-    parser.add_argument("--root", type=Path, required=True, metavar="DIR",
-                        help="folder the paths in PAIRS.tsv are relative to")
-    parser.add_argument("--json", action="store_true", help="print one JSON object (with "
-                        "the ROC curve) instead of text")
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help="with --pairs: folder the paths in PAIRS.tsv are relative to")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead "
+                        "of text (with --pairs: with the ROC curve)")
 
 
 def _embed_all(names: list[str], root: Path, settings: Settings, templates: np.ndarray
@@ -102,6 +123,21 @@ def _progress(text: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.faces is None) == (args.pairs is None):
+        raise DispenserError("calibrate needs either --faces DIR or --pairs PAIRS.tsv "
+                             "--root DIR")
+    if args.faces is not None:
+        from dispenser.commands.calibrate_faces import run_faces
+
+        return run_faces(args, settings)
+    if args.videos is not None or args.same_session or args.write_similarity is not None:
+        raise DispenserError("--videos, --same-session and --write-similarity go with --faces")
+    if args.root is None:
+        raise DispenserError("--pairs needs --root DIR (the folder its paths are relative to)")
+    return _run_pairs(args, settings)
+
+
+def _run_pairs(args: argparse.Namespace, settings: Settings) -> int:
     from dispenser.vision.calibration import calibrate, rates_at
 
     if not args.root.is_dir():
