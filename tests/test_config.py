@@ -174,7 +174,7 @@ def test_thresholds_are_derived_unless_set() -> None:
         ({"match": {"threshold": "0.9"}},
          "config: match.threshold = '0.9' has the wrong type (expected float)"),
         ({"vision": {"embedder": "facenet"}},
-         "config: vision.embedder = 'facenet' is not allowed (allowed one of 'dlib')"),
+         "config: vision.embedder = 'facenet' is not allowed (allowed one of 'sface', 'dlib')"),
     ],
 )
 def test_rule_settings_that_contradict_each_other_are_refused(data: dict[str, object],

@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "run the whole machine on this computer (simulated controller, built-in crowd)",
     "run": "run the dispenser service on the board (camera, controller, display)",
     "compare": "compare the faces in two images: similarity and same/different",
-    "calibrate": "choose the match threshold from labelled image pairs",
+    "calibrate": "measure the match figures on labelled faces (per group, per crowd size)",
     "audit": "run the privacy guarantee checks and write an audit report",
     "bench": "measure the matching and vision stages on this machine",
     "firmware-sim": "run the simulated motor controller on a pseudo-terminal",

@@ -35,7 +35,7 @@ def test_the_pipeline_loads_only_documented_sessions_with_documented_outputs() -
     unexplained = [outs for outs in loaded if outs not in documented.values()]
     assert unexplained == []
     expected = sorted([documented[n] for n in ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet",
-                                               "dlib_face_recognition_resnet_model_v1")])
+                                               "face_recognition_sface_2021dec")])
     assert loaded == expected
-    embedder_outputs = load_card("dlib_face_recognition_resnet_model_v1").outputs
-    assert [(o.name, o.shape) for o in embedder_outputs] == [("descriptor", ("batch", 128))]
+    embedder_outputs = load_card("face_recognition_sface_2021dec").outputs
+    assert [(o.name, o.shape) for o in embedder_outputs] == [("embedding", ("batch", 128))]

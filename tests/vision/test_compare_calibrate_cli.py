@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 
 from dispenser.cli import main
+from dispenser.config import Settings
+from dispenser.store import threshold_for
+
+# compare and calibrate --pairs use the rule's pairwise threshold (one live template).
+PAIRWISE = threshold_for(1, Settings())
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray,
 def test_compare_same_person(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(photos / "astro0.jpg"), str(photos / "astro1.jpg")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("similarity 0.9") and "same person (threshold 0.93)" in out
+    similarity = float(out.split()[1].rstrip(":"))
+    assert similarity > 0.9 and f"same person (threshold {PAIRWISE:g})" in out
 
 
 def test_compare_json_different_people(photos: Path,
@@ -40,8 +46,8 @@ def test_compare_json_different_people(photos: Path,
     assert main(["compare", str(photos / "astro0.jpg"), str(photos / "camera0.png"),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["same_person"] is False and result["similarity"] < 0.9
-    assert result["threshold"] == 0.93 and result["quality"]["image_a"] == "ok"
+    assert result["same_person"] is False and result["similarity"] < PAIRWISE - 0.1
+    assert result["threshold"] == PAIRWISE and result["quality"]["image_a"] == "ok"
     assert set(result) == {"similarity", "same_person", "threshold", "quality"}
 
 
@@ -87,7 +93,7 @@ def test_calibrate_json(photos: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert report["eer"] == 0.0
     assert [p["far_target"] for p in report["at_far"]] == [0.01, 0.001, 0.0001]
     assert not any(p["resolved"] for p in report["at_far"])  # 6 impostor pairs only
-    assert report["configured"] == {"threshold": 0.93, "far": 0.0, "tar": 1.0}
+    assert report["configured"] == {"threshold": PAIRWISE, "far": 0.0, "tar": 1.0}
     assert len(report["roc"]["thresholds"]) == len(report["roc"]["tar"]) > 2
 
 
@@ -95,7 +101,8 @@ def test_calibrate_text(photos: Path, capsys: pytest.CaptureFixture[str]) -> Non
     pairs = _pairs(photos, ["astro0.jpg\tastro1.jpg\t1", "astro0.jpg\tcamera0.png\t0"])
     assert main(["calibrate", "--pairs", str(pairs), "--root", str(photos)]) == 0
     out = capsys.readouterr().out
-    assert "equal-error rate 0.00 %" in out and "configured match.threshold 0.93" in out
+    assert "equal-error rate 0.00 %" in out
+    assert f"configured match.threshold {PAIRWISE:g}" in out
     assert "too few impostor pairs to measure: need >= 100" in out
 
 

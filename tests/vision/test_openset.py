@@ -102,3 +102,14 @@ def test_quantile_table_matches_the_probabilities() -> None:
     assert len(table) == len(openset.QUANTILE_PROBABILITIES)
     assert table == pytest.approx(list(openset.QUANTILE_PROBABILITIES), abs=1e-4)
     assert math.isclose(table[0], 0.0) and openset.quantile_table(np.zeros(0)) == []
+
+
+def test_an_embedder_whose_strangers_score_high_gets_its_floor_as_ceiling() -> None:
+    """dlib's ResNet puts strangers near 0.9: its floor lies above the usual 0.95 ceiling,
+    and the table must still be one the rule accepts."""
+    rng = np.random.default_rng(5)
+    crowded = openset.Scores(genuine=np.array([0.99]), same_session=np.zeros(0),
+                             impostor=np.clip(rng.normal(0.93, 0.015, 300_000), -1, 1))
+    tail = openset.worst_case_tail({"crowded": crowded})
+    assert tail.floor > openset.CEILING and tail.ceiling == tail.floor
+    assert RuleTail.from_table(tail.table(), "test_card").ceiling == tail.floor

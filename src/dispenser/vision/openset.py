@@ -48,6 +48,9 @@ MIN_TAIL_PAIRS_ABOVE = 10
 
 MIN_GROUP_IMPOSTOR_PAIRS = 1000
 
+CEILING = 0.95
+"""The recorded ceiling (see worst_case_tail), unless the floor is higher already."""
+
 FLOOR_FAR = 1e-3
 """The recorded floor is the worst-case cosine at this pairwise FAR (rounded up): no
 setting can make the rule refuse below it, whatever max_false_refusal says."""
@@ -170,7 +173,7 @@ class ImpostorTail:
     far: list[float]
     decades_per_0_1: float
     floor: float
-    ceiling: float = 0.95
+    ceiling: float = 0.95  # CEILING, or the floor when that is higher
 
     def table(self) -> dict[str, Any]:
         """The card's `[calibration]` keys (dispenser.store.rule reads them)."""
@@ -218,8 +221,10 @@ def worst_case_tail(groups: dict[str, Scores]) -> ImpostorTail:
     recorded decade, rounded down to 0.1 decade per 0.1 cosine: a shallower slope gives
     higher thresholds (the safe side).
 
-    The floor is the tail's cosine at FLOOR_FAR, rounded up to 0.01; the ceiling stays at
-    0.95 so that a very large crowd still leaves same-session repeat-takes recognisable.
+    The floor is the tail's cosine at FLOOR_FAR, rounded up to 0.01; the ceiling is
+    CEILING (0.95), so that a very large crowd still leaves same-session repeat-takes
+    recognisable, or the floor itself for an embedder whose strangers score above that
+    (dlib's ResNet: its floor is 0.98).
     """
     tails = {g: _group_tail(s.impostor) for g, s in groups.items()
              if s.impostor.size >= MIN_GROUP_IMPOSTOR_PAIRS}
@@ -244,7 +249,8 @@ def worst_case_tail(groups: dict[str, Scores]) -> ImpostorTail:
         raise ValueError("the impostor tail needs at least two measured points")
     decades = math.log10(far[-2] / far[-1]) / (cosine[-1] - cosine[-2]) * 0.1
     floor_at = next((c for c, f in zip(cosine, far, strict=True) if f <= FLOOR_FAR), cosine[-1])
+    floor = math.ceil(floor_at * 100) / 100
     return ImpostorTail(worst_group=max(heaviest, key=lambda g: heaviest[g]),
                         cosine=cosine, far=far,
                         decades_per_0_1=max(math.floor(decades * 10) / 10, 0.1),
-                        floor=math.ceil(floor_at * 100) / 100)
+                        floor=floor, ceiling=max(CEILING, floor))
