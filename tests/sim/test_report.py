@@ -26,13 +26,13 @@ def test_summary_marks_the_configured_settings(short_study: CrowdReport) -> None
     lines = report.summary_lines(short_study)
     marked = [line for line in lines if line.lstrip().startswith("*")]
     assert len(marked) == 1 and "rule" in marked[0] and "540" in marked[0]
-    # ... and what the rule is: the dlib card's provisional fixed threshold.
-    assert any("configured: fixed threshold 0.93" in line for line in lines)
-    assert any(line.strip() == "refusal threshold 0.930 at the live counts met"
-               for line in lines)
+    # ... and what the rule is: derived from the shipped card's measured tail.
+    assert any("configured: certain threshold derived" in line for line in lines)
+    assert any(line.strip().startswith("refusal threshold ") and "at the live counts met"
+               in line for line in lines)
     # Which statistics the people copy: status, group and file, in the summary.
-    assert any(line.strip().startswith("similarity statistics: provisional: no measured")
-               and "no measured table" in line for line in lines)
+    assert any(line.strip().startswith("similarity statistics: measured: group 'kpop'")
+               and "face_recognition_sface_2021dec" in line for line in lines)
     # Strangers wrongly refused, beside what the table predicts for the same decisions.
     assert any("strangers wrongly refused" in line and "the table predicts" in line
                for line in lines)

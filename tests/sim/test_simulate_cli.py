@@ -94,7 +94,8 @@ def test_crowd_summary_on_the_terminal(tmp_path: Path,
     assert main(["simulate", "--scenario", str(scenario), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "paper" in out and "strangers wrongly refused" in out and "sweep:" in out
-    assert "similarity statistics: provisional" in out
+    # The shipped card's measured tables, its worst group named.
+    assert "similarity statistics: measured: group 'kpop'" in out
     assert not list(tmp_path.glob("sim-report-*"))
 
 

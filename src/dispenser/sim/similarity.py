@@ -44,6 +44,9 @@ from dispenser.errors import DispenserError
 from dispenser.tomlfile import read_toml
 
 KINDS = ("impostor", "genuine", "genuine_same_session")
+POOLED_GROUP = "all"
+"""The group calibrate writes for every face pooled: where repeat-takes come from when the
+chosen group has no same-session pairs (a repeat-take is a same-session pair by nature)."""
 # The probabilities the simulator's fit reads; a table must reach this far into each tail.
 LOWEST_P = 0.05
 HIGHEST_P = 0.9999
@@ -125,11 +128,14 @@ class SimilarityTable:
     group: str
     source: str        # file or model card the numbers came from
     status: str        # "measured" or "provisional"
+    same_session_group: str = ""  # where genuine_same_session came from, if not `group`
 
     def describe(self) -> str:
         """One line: which statistics, which group, from where."""
         same = ("with same-session genuine pairs" if self.genuine_same_session is not None
                 else "no same-session pairs: repeat-takes drawn as cross-session genuine")
+        if self.same_session_group:
+            same = f"same-session genuine pairs of group {self.same_session_group!r}"
         if not self.group:
             return f"{self.status}: {self.source}; {same}"
         return (f"{self.status}: group {self.group!r} of {self.source} "
@@ -226,8 +232,15 @@ def table_from_card(card: dict[str, Any], source: str, group: str | None = None,
         if status not in ("measured", "provisional"):
             raise SimilarityError(f"similarity: {source}: [calibration] status must be "
                                   f"measured or provisional, not {status!r}")
-    return SimilarityTable(impostor, genuine, found["genuine_same_session"], group,
-                           source, status)
+    same, same_group = found["genuine_same_session"], ""
+    pooled = tables.get(POOLED_GROUP)
+    if same is None and group != POOLED_GROUP and isinstance(pooled, dict) \
+            and pooled.get("genuine_same_session"):
+        where_pooled = f"{source} [similarity.{POOLED_GROUP}]"
+        same = quantiles_from_table(pooled, where_pooled, "genuine_same_session",
+                                    _numbers(pooled, where_pooled, "probabilities"))
+        same_group = POOLED_GROUP
+    return SimilarityTable(impostor, genuine, same, group, source, status, same_group)
 
 
 def load_similarity_file(path: Path, group: str | None = None) -> SimilarityTable:
