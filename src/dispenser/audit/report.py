@@ -39,6 +39,11 @@ INVARIANTS: dict[str, str] = {
                         "template.",
     "7. Bounded everything": "Fixed-capacity store that fails open, bounded queues and "
                              "retries, a motor that cannot run past its safety limit.",
+    "8. A stranger is almost never refused": "A full refusal needs a match above the "
+                                             "threshold that keeps the per-visit chance of "
+                                             "refusing a stranger under the target for the "
+                                             "live count, from the worst measured group; "
+                                             "weaker matches get a shorter ribbon.",
 }
 
 

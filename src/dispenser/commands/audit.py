@@ -17,6 +17,7 @@ _CHECK_MODULES = (
     "dispenser.audit.model_checks",
     "dispenser.audit.store_checks",
     "dispenser.audit.bounds_checks",
+    "dispenser.audit.rule_checks",
 )
 
 
