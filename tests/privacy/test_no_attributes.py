@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from dispenser.audit.model_checks import DOCUMENTED_MODELS
+import pytest
+
+from dispenser.audit.model_checks import DOCUMENTED_MODELS, MODEL_SUFFIXES
+from dispenser.audit.registry import CheckFailed
 from dispenser.vision.model_files import load_card
 
 _LIST_SESSIONS = """
@@ -39,3 +43,20 @@ def test_the_pipeline_loads_only_documented_sessions_with_documented_outputs() -
     assert loaded == expected
     embedder_outputs = load_card("face_recognition_sface_2021dec").outputs
     assert [(o.name, o.shape) for o in embedder_outputs] == [("embedding", ("batch", 128))]
+
+
+def test_the_audit_inventories_the_public_model_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inventory reads `model_files.models_dir()`: an extra, uncarded model file there
+    (say an age classifier) fails it; the real directory passes."""
+    from dispenser.audit.model_checks import model_inventory
+    from dispenser.vision import model_files
+
+    assert model_inventory()["model_files"] == len(
+        [p for p in model_files.models_dir().iterdir() if p.suffix in MODEL_SUFFIXES])
+    for path in model_files.models_dir().iterdir():
+        (tmp_path / path.name).symlink_to(path)
+    (tmp_path / "age_gender.onnx").write_bytes(b"not a documented model")
+    monkeypatch.setattr(model_files, "models_dir", lambda: tmp_path)
+    with pytest.raises(CheckFailed, match=r"model files without a card: age_gender\.onnx"):
+        model_inventory()

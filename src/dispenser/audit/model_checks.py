@@ -3,9 +3,6 @@ ship, and each produces exactly its documented outputs."""
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
-
 from dispenser.audit.registry import Evidence, check, require
 
 # The complete list of models this project may ship, with the one job each does. A model
@@ -23,19 +20,15 @@ DOCUMENTED_MODELS: dict[str, str] = {
 MODEL_SUFFIXES = (".onnx", ".npz", ".dat", ".pb", ".tflite", ".pt", ".pth", ".bin", ".ort")
 
 
-def _models_dir() -> Path:
-    return Path(str(importlib.resources.files("dispenser.models")))
-
-
 @check("model-inventory", invariant="6. No attributes",
        claim="Only a face detector, a 5-point landmark model and an identity model are "
              "installed: no age, gender, emotion, ethnicity or other classifier exists.",
        method="List every model file in the installed package; each must have a card "
               "naming one of the documented models, with a matching sha256.")
 def model_inventory() -> Evidence:
-    from dispenser.vision.model_files import load_card, read_verified_model
+    from dispenser.vision.model_files import load_card, models_dir, read_verified_model
 
-    folder = _models_dir()
+    folder = models_dir()
     files = sorted(p.name for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES)
     require(bool(files), f"no model files found in {folder}")
     carded: dict[str, str] = {}
@@ -58,9 +51,9 @@ def model_inventory() -> Evidence:
 def model_outputs() -> Evidence:
     import onnxruntime as ort
 
-    from dispenser.vision.model_files import load_card, read_verified_model
+    from dispenser.vision.model_files import load_card, models_dir, read_verified_model
 
-    folder = _models_dir()
+    folder = models_dir()
     checked = 0
     for card_path in sorted(folder.glob("*.toml")):
         card = load_card(card_path.stem, card_path)

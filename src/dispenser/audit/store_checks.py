@@ -2,8 +2,8 @@
 (invariants 1, 2, 4, 7), and the process memory scan: after retention, no copy of any
 admitted template, in any form, survives anywhere in the process (invariants 2 and 5).
 
-These checks look at the store's raw buffers (what a memory dump would see), not only at
-its API; `_raw` is the one place that knows where they are.
+These checks look at the store's raw buffers (what a memory dump would see) through its
+read-only inspection views (`TemplateStore.raw_buffers`), not only at its API.
 """
 
 from __future__ import annotations
@@ -33,12 +33,8 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
     return v
 
 
-def _raw_rows(store: TemplateStore) -> np.ndarray:
-    return store._buf.rows
-
-
 def _nonzero_rows(store: TemplateStore) -> int:
-    rows = _raw_rows(store)
+    rows = store.raw_buffers().rows
     return int(np.count_nonzero(rows.view(np.uint8).reshape(rows.shape[0], -1).any(axis=1)))
 
 
@@ -105,9 +101,9 @@ def retention_sweeper() -> Evidence:
             clock.advance(1.0)
         require(_nonzero_rows(store) == 64, "served templates are not in the store")
         clock.advance(600.0 + store.settings.sweep_period_s)  # past the last one's limit
-        b = store._buf
+        b = store.raw_buffers()
         gone = _wait_until(lambda: not bool(b.rows.any() or b.born.any() or b.served.any()
-                                             or b.keys.keys.any()))
+                                             or b.keys.any()))
         require(gone, "template bytes, timestamps or keys survived retention + sweep period")
         sweeps = store.counters().sweeps
     return {"templates": 64, "sweeps": sweeps, "nonzero_rows_after": 0}
@@ -149,7 +145,8 @@ def denied_and_failed_not_stored() -> Evidence:
         require(d.dispense and d.reservation is not None, "a new face was not served")
         assert d.reservation is not None
         store.rollback(d.reservation)
-        require(not _raw_rows(store)[d.reservation.slot].any(), "rollback left bytes behind")
+        require(not store.raw_buffers().rows[d.reservation.slot].any(),
+                "rollback left bytes behind")
         require(store.decide(other.copy()).dispense, "a failed dispense still refuses")
     return {"rows_after_denial": rows_before}
 
@@ -226,7 +223,8 @@ def memory_scan_after_retention() -> Evidence:
     with FacePipeline(settings.vision) as pipe, TemplateStore(
             StoreSettings(capacity=count), rule=MatchRule.fixed(1.0), dim=DIM, clock=clock,
             start_sweeper=False, zeroise_on_signals=False) as store:
-        key_array = store._buf.keys.keys
+        raw = store.raw_buffers()
+        key_array = raw.keys
         keys = np.zeros((key_array.shape[0], key_array[0].size), np.float32)
         for i in range(count):
             frame = next(portrait, None)
@@ -243,8 +241,8 @@ def memory_scan_after_retention() -> Evidence:
             assert d.reservation is not None
             store.commit(d.reservation)
             slot = d.reservation.slot
-            expired[2 * i + 1] = store._buf.rows[slot]
-            k = int(store._buf.slot_key[slot])
+            expired[2 * i + 1] = raw.rows[slot]
+            k = int(raw.slot_key[slot])
             keys[k] = key_array[k].reshape(-1)
             clock.advance(_SCAN_SPREAD_S / count)
         clock.advance(settings.store.retention_s + settings.store.sweep_period_s)
@@ -252,7 +250,7 @@ def memory_scan_after_retention() -> Evidence:
         control = _unit(np.random.default_rng(6))
         live[0] = control
         slot = _serve(store, control)
-        live[1] = store._buf.rows[slot]
+        live[1] = raw.rows[slot]
         found_live = scan_own_memory(live)
         found_expired = scan_own_memory(expired)
         used_keys = np.ascontiguousarray(keys[keys.any(axis=1)])

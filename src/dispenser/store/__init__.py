@@ -17,8 +17,15 @@ from dispenser.store.rule import (
     rule_for,
     threshold_for,
 )
-from dispenser.store.store import Decision, Reservation, StoreCounters, TemplateStore, Verdict
+from dispenser.store.store import (
+    Decision,
+    RawBuffers,
+    Reservation,
+    StoreCounters,
+    TemplateStore,
+    Verdict,
+)
 
-__all__ = ["Decision", "ImpostorTail", "MatchRule", "Reservation", "StoreCounters",
-           "TemplateStore", "ThresholdRule", "Thresholds", "Verdict", "is_match",
-           "likely_threshold_for", "rule_for", "threshold_for"]
+__all__ = ["Decision", "ImpostorTail", "MatchRule", "RawBuffers", "Reservation",
+           "StoreCounters", "TemplateStore", "ThresholdRule", "Thresholds", "Verdict",
+           "is_match", "likely_threshold_for", "rule_for", "threshold_for"]

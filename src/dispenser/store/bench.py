@@ -254,25 +254,12 @@ def _decide(options: perf.Options) -> list[perf.Result]:
 
 def filled_store(capacity: int, clock: VirtualClock) -> tuple[TemplateStore, np.ndarray]:
     """A store whose every slot holds a live entry admitted now, and 2 x capacity faces
-    (the first `capacity` are the stored ones).
-
-    The slots are written directly, as `_reserve` + `commit` would leave them, because
-    admitting N faces through `decide` costs O(N^2) (each decide searches the store).
-    """
+    (the first `capacity` are the stored ones), filled with `TemplateStore.preload`
+    because admitting N faces through `decide` costs O(N^2)."""
     store = TemplateStore(StoreSettings(capacity=capacity), rule=MatchRule.fixed(0.93), dim=DIM,
                           clock=clock, start_sweeper=False, zeroise_on_signals=False)
     faces = unit_rows(2 * capacity, seed=3)
-    now = clock.now()
-    b, keys = store._buf, store._keys
-    k = keys.current(now)
-    b.slot_key[:] = k
-    _seal_rows(keys.keys, b.slot_key, faces[:capacity], b.rows)
-    b.state[:] = kernels.LIVE
-    b.born[:] = now
-    b.served[:] = now
-    b.seq[:] = np.arange(1, capacity + 1)
-    keys.refs[k] += capacity
-    store._next_seq = capacity + 1
+    store.preload(faces[:capacity])
     return store, faces
 
 

@@ -98,6 +98,11 @@ class EpochKeys:
         unlock_pages(self.keys)
         unlock_pages(self._uniform)
 
+    @property
+    def scratch(self) -> np.ndarray:
+        """The buffer a key is generated in (zeros between generations), for audits."""
+        return self._uniform
+
     def live(self) -> int:
         """How many keys currently exist (not zeroised)."""
         return int(np.count_nonzero(self.epoch != NO_EPOCH))

@@ -28,12 +28,12 @@ is due at `now`, and a sweeper thread does the same every `sweep_period_s` on th
 clock even when nobody comes.
 
 Locking. One `threading.Lock` guards every array and counter; `decide`, `commit`,
-`rollback`, `sweep`, `counters` and `close` each hold it for their whole duration, so they
-are linearizable. The numba kernels release the GIL while the lock is held: other Python
-threads (camera, motor) keep running during a search; only store operations wait. The
-signal handler (`exit_hooks`) is the one writer that does not take the lock, because the
-thread it interrupts may hold it; it only writes zeros and sets `_closed`, and every
-operation re-zeroises before returning if it finds the store closed.
+`rollback`, `preload`, `sweep`, `counters` and `close` each hold it for their whole
+duration, so they are linearizable. The numba kernels release the GIL while the lock is
+held: other Python threads (camera, motor) keep running during a search; only store
+operations wait. The signal handler (`exit_hooks`) is the one writer that does not take
+the lock, because the thread it interrupts may hold it; it only writes zeros and sets
+`_closed`, and every operation re-zeroises before returning if it finds the store closed.
 
 Memory. The template rows, the sealed-probe scratch and the keys are locked against swap
 (`mlock`, where RLIMIT_MEMLOCK allows; see dispenser.privacy.memory) and unlocked only after
@@ -44,6 +44,10 @@ sealed under each live key goes into a preallocated scratch array that the match
 kernel zeroises before it returns. `close()`, garbage collection, interpreter exit
 (`weakref.finalize`) and SIGTERM/SIGINT (`exit_hooks`) overwrite every buffer, keys
 included.
+
+Inspection. Auditors and benchmarks read the raw arrays through `raw_buffers()` (read-only
+views) and fill a store in O(n) with `preload()`; nothing outside this module touches the
+private buffers.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 
@@ -129,6 +134,37 @@ class StoreCounters:
     keys_shredded: int
 
 
+@dataclass(frozen=True)
+class RawBuffers:
+    """Read-only views of every array the store owns, for auditors and benchmarks.
+
+    This is what a memory dump of the store would show, so the audit checks zeroisation
+    here rather than through the API. Row i holds the template sealed under its epoch key
+    (`keys[slot_key[i]]`, see dispenser.store.keys). The views follow the live arrays (a
+    later sweep shows through) but refuse writes. They are read without the store's lock:
+    look at them between store operations, not during one.
+    """
+
+    rows: np.ndarray  # (capacity, padded dim) float32: each template, sealed by its key
+    state: np.ndarray  # (capacity,) int8: FREE / RESERVED / LIVE (dispenser.store.kernels)
+    born: np.ndarray  # (capacity,) float64: admission time, retention runs from here
+    served: np.ndarray  # (capacity,) float64: commit time, the deny window runs from here
+    seq: np.ndarray  # (capacity,) int64: admission order
+    slot_key: np.ndarray  # (capacity,) int32: index into `keys` of the row's key, -1 if none
+    rotated: np.ndarray  # (key slots, padded dim) float32: the probe sealed under each key
+    scratch: np.ndarray  # (3, padded dim) float32: the transform's other buffers
+    keys: np.ndarray  # (key slots, rounds + 1, padded dim) float32: the epoch keys
+    key_epoch: np.ndarray  # (key slots,) int64: which epoch each key belongs to, -1 if none
+    key_refs: np.ndarray  # (key slots,) int32: rows stored under each key
+    key_scratch: np.ndarray  # where a key is generated (zeros between generations)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 class _Buffers:
     """Every array the store owns. Holds no reference to the store, so a finalizer can
     zeroise it after the store itself is gone."""
@@ -166,6 +202,17 @@ class _Buffers:
         unlock_pages(self.rotated)
         unlock_pages(self.scratch)
         self.keys.unlock()
+
+    def read_only(self) -> RawBuffers:
+        """Read-only views of every array (see RawBuffers)."""
+        k = self.keys
+        return RawBuffers(
+            rows=_read_only(self.rows), state=_read_only(self.state),
+            born=_read_only(self.born), served=_read_only(self.served),
+            seq=_read_only(self.seq), slot_key=_read_only(self.slot_key),
+            rotated=_read_only(self.rotated), scratch=_read_only(self.scratch),
+            keys=_read_only(k.keys), key_epoch=_read_only(k.epoch),
+            key_refs=_read_only(k.refs), key_scratch=_read_only(k.scratch))
 
     def clear(self, slot: int) -> None:
         """Zeroise one slot and free it."""
@@ -298,6 +345,36 @@ class TemplateStore:
             self._rezeroise_if_closed()
             return freed
 
+    def preload(self, faces: np.ndarray) -> int:
+        """Admit each row of `faces` ((n, dim) float32, L2-normalised) as a live entry
+        served now, without matching it against anything: O(n), where `decide` + `commit`
+        per face costs O(n^2). For benchmarks and audits that need a full store; the entries
+        then match, age and are deleted like any other, and a full store evicts its oldest
+        as `decide` does. `faces` is left to the caller. Returns how many were evicted."""
+        if not (isinstance(faces, np.ndarray) and faces.dtype == np.float32
+                and faces.ndim == 2 and faces.shape[1] == self.dim):
+            raise DispenserError(f"store: preload takes a float32 array of shape (n, {self.dim})")
+        norms_sq = np.einsum("ij,ij->i", faces, faces, dtype=np.float64)
+        if not np.all(np.abs(norms_sq - 1.0) <= _NORM_TOLERANCE):
+            raise DispenserError("store: a preloaded template is not L2-normalised "
+                                 "(or holds NaN/inf)")
+        with self._lock:
+            self._ensure_open()
+            now = self._clock.now()
+            self._expire(now)
+            evictions = self._counts.evictions
+            for face in faces:
+                slot = self._place(face, now)
+                self._buf.served[slot] = now
+                self._buf.state[slot] = kernels.LIVE
+                self._counts.commits += 1
+            self._rezeroise_if_closed()
+            return self._counts.evictions - evictions
+
+    def raw_buffers(self) -> RawBuffers:
+        """Read-only views of the store's raw memory (see RawBuffers), for audits."""
+        return self._buf.read_only()
+
     def counters(self) -> StoreCounters:
         """A snapshot of the counters."""
         with self._lock:
@@ -326,7 +403,7 @@ class TemplateStore:
         self._stop.set()
         self._buf.zeroise()
 
-    def __enter__(self) -> TemplateStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -372,6 +449,14 @@ class TemplateStore:
         return Decision(verdict, self._reserve(probe, now), best_similarity, live)
 
     def _reserve(self, probe: np.ndarray, now: float) -> Reservation:
+        slot = self._place(probe, now)
+        self._buf.served[slot] = 0.0
+        self._buf.state[slot] = kernels.RESERVED
+        return Reservation(slot=slot, generation=int(self._buf.generation[slot]))
+
+    def _place(self, probe: np.ndarray, now: float) -> int:
+        """Seal `probe` under the current key into a free slot (evicting the oldest entry
+        if none is free); the caller sets its state and served time."""
         b = self._buf
         slot, must_evict = kernels.pick_slot(b.state, b.seq, self._head)
         if must_evict:
@@ -380,16 +465,14 @@ class TemplateStore:
         k = self._keys.current(now)
         kernels.seal_row(self._keys.keys[k], probe, b.scratch, b.rows[slot])
         b.born[slot] = now
-        b.served[slot] = 0.0
         b.seq[slot] = self._next_seq
         b.slot_key[slot] = k
-        b.state[slot] = kernels.RESERVED
         self._keys.refs[k] += 1
         self._next_seq += 1
         self._head = (slot + 1) % b.state.shape[0]
         self._counts.admits += 1
         self._keys.shred_unused(now)
-        return Reservation(slot=slot, generation=int(b.generation[slot]))
+        return slot
 
     def _holds(self, reservation: Reservation) -> bool:
         if not isinstance(reservation, Reservation):

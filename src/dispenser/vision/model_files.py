@@ -47,9 +47,15 @@ class ModelCard:
     sections: dict[str, Any]
 
 
+def models_dir() -> Path:
+    """The installed `dispenser.models` directory: every model file and card (the audit
+    inventories it)."""
+    return Path(str(importlib.resources.files(MODELS_PACKAGE)))
+
+
 def packaged_model_path(filename: str) -> Path:
     """Filesystem path of a file shipped in `dispenser.models` (it may not exist)."""
-    return Path(str(importlib.resources.files(MODELS_PACKAGE).joinpath(filename)))
+    return models_dir() / filename
 
 
 def _tensor_specs(card_path: Path, entries: Any, key: str) -> tuple[TensorSpec, ...]:
