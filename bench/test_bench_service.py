@@ -32,7 +32,7 @@ import pytest
 
 from dispenser.clock import BootClock, VirtualClock
 from dispenser.config import SerialSettings, Settings, VisionSettings
-from dispenser.motor import MotorLink
+from dispenser.motor_connection import MotorConnection, connect_motor
 from dispenser.service import DispenserService, RecordingDisplay, State
 from dispenser.service.frames import ScriptedSource
 from dispenser.service.state import Transition
@@ -63,9 +63,9 @@ def pipeline() -> Iterator[FacePipeline]:
 
 
 @pytest.fixture(scope="module")
-def link() -> Iterator[MotorLink]:
-    with MotorLink(SerialSettings(port="sim"), BootClock(), sim_speed=20.0) as motor:
-        yield motor
+def motor() -> Iterator[MotorConnection]:
+    with connect_motor(SerialSettings(port="sim"), BootClock(), sim_speed=20.0) as connection:
+        yield connection
 
 
 class _Visit:
@@ -102,17 +102,17 @@ class _Visit:
         self.store.close()
 
 
-def test_hold_complete_to_wire(benchmark: Any, pipeline: FacePipeline, link: MotorLink,
+def test_hold_complete_to_wire(benchmark: Any, pipeline: FacePipeline, motor: MotorConnection,
                                person_frame: np.ndarray) -> None:
     """Timed by pytest-benchmark: the last frame(s) of a hold (detect, track, maybe embed,
     decide, hand-off) until the controller runs its motor. extra_info: the part after the
     hold completed (HOLD_STILL -> DECIDE) until the motor started."""
-    sim = link.simulator
+    sim = motor.simulator
     latencies: list[float] = []
     visits: list[_Visit] = []
 
     def setup() -> tuple[tuple[_Visit, int], dict[str, Any]]:
-        visit = _Visit(pipeline, link, person_frame)
+        visit = _Visit(pipeline, motor.link, person_frame)
         visits.append(visit)
         while (visit.display.last_progress or 0.0) < 0.95:  # a frame or two before the end
             visit.tick()

@@ -144,7 +144,7 @@ def _fuzz_controller(n: int, seed: int, ref_crc: Callable[[bytes], int]) -> None
         del pending[:cut]
         now[0] += 1
         ctl.tick()
-        assert len(ctl.parser._buf) <= P.MAX_ENCODED, f"seed={seed}"
+        assert ctl.parser.pending_bytes() <= P.MAX_ENCODED, f"seed={seed}"
     ctl.receive(bytes(pending) + b"\x00")
     assert board.starts <= runnable, f"motor started without an intact DISPENSE (seed={seed})"
     assert ctl.parser.frames_bad > n // 2, f"seed={seed}"

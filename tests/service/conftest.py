@@ -11,7 +11,7 @@ from service_doubles import FakeMotor, FakePipeline, FakeTracker, Rig, make_sett
 
 from dispenser.clock import VirtualClock
 from dispenser.config import SerialSettings, Settings
-from dispenser.motor import MotorLink
+from dispenser.motor_connection import MotorConnection, connect_motor
 from dispenser.service import DispenserService, RecordingDisplay
 from dispenser.service.frames import ScriptedSource
 from dispenser.store import TemplateStore
@@ -23,9 +23,10 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
     stores: list[TemplateStore] = []
 
-    def make(settings: Settings | None = None, store: Any = None, motor: Any = None,
-             rule: ThresholdRule | None = None) -> Rig:
-        """A rig; its store (unless given) uses `rule`, else the settings' rule."""
+    def make(settings: Settings | None = None, store: Any = None,
+             motor: MotorConnection | None = None, rule: ThresholdRule | None = None) -> Rig:
+        """A rig with FakeMotor, or with the real link to the simulated controller; its
+        store (unless given) uses `rule`, else the settings' rule."""
         s = settings or make_settings()
         source = ScriptedSource()
         pipeline = FakePipeline()
@@ -33,14 +34,14 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
             store = TemplateStore(s.store, rule=rule or rule_for(s), clock=clock,
                                   start_sweeper=False, zeroise_on_signals=False)
             stores.append(store)
-        motor = motor if motor is not None else FakeMotor()
+        link = motor.link if motor is not None else FakeMotor()
         display = RecordingDisplay()
         transitions: list[Any] = []
         svc = DispenserService(s, clock=clock, frames=source, store=store,
-                               pipeline=pipeline, motor=motor, display=display,
+                               pipeline=pipeline, motor=link, display=display,
                                tracker=FakeTracker(clock), on_transition=transitions.append)
-        rig = Rig(clock, source, pipeline, store, motor, display, svc,
-                  transitions=transitions, motor_on_clock=not isinstance(motor, FakeMotor))
+        rig = Rig(clock, source, pipeline, store, link, display, svc, transitions=transitions,
+                  simulator=motor.simulator if motor is not None else None)
         made.append(rig)
         return rig
 
@@ -52,10 +53,8 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
 
 
 @pytest.fixture
-def sim_link(clock: VirtualClock) -> Iterator[MotorLink]:
+def sim_motor(clock: VirtualClock) -> Iterator[MotorConnection]:
     """The real MotorLink talking over a pseudo-terminal to firmware_sim, whose motor runs
     on the test's virtual clock at nominal speed (a 600 mm ribbon takes 4 s of it)."""
-    link = MotorLink(SerialSettings(port="sim"), clock, sim_speed=1.0)
-    link.open()
-    yield link
-    link.close()
+    with connect_motor(SerialSettings(port="sim"), clock, sim_speed=1.0) as motor:
+        yield motor

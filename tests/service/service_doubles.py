@@ -238,19 +238,20 @@ class Rig:
     frame_dt: float = 0.1
     transitions: list[Any] = field(default_factory=list)
 
-    # True with firmware_sim on the virtual clock: its motor moves only as the clock does,
-    # so a tick must not wait for the dispense; while the motor runs it waits instead until
-    # the firmware has seen the current time (one step of feed past the target at most).
-    motor_on_clock: bool = False
+    # The simulated controller (firmware_sim) the motor link talks to, on the virtual clock:
+    # its motor moves only as the clock does, so a tick must not wait for the dispense;
+    # while the motor runs it waits instead until the firmware has seen the current time
+    # (one step of feed past the target at most). None with FakeMotor.
+    simulator: Any = None
 
     def tick(self) -> None:
         """One frame of the current scene, one step, then time moves by `frame_dt`."""
         self.source.push(draw(self.scene))
         self.svc.step()
-        if self.motor_on_clock:
+        if self.simulator is not None:
             time.sleep(0.001)  # the pty threads' moment
             if self.svc.motor_busy:
-                self.motor.simulator.settle()
+                self.simulator.settle()
         elif self.svc.motor_busy:
             assert self.svc.wait_motor(5.0)
         self.clock.advance(self.frame_dt)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from service_doubles import Person, Rig
 
-from dispenser.motor import MotorLink
+from dispenser.motor_connection import MotorConnection
 from dispenser.service import Message, State
 
 # The simulated motor moves on the virtual clock, which steps 0.1 s per frame, and the rig
@@ -28,9 +28,9 @@ def _visit(rig: Rig, pid: int, stay_s: float = 10.0) -> None:
 
 
 def test_served_denied_within_the_window_served_after_it(
-        rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
-    sim = sim_link.simulator
+        rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
+    sim = sim_motor.simulator
     _visit(rig, 1)
     assert sim.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)
     rig.clock.advance(120.0)
@@ -44,39 +44,40 @@ def test_served_denied_within_the_window_served_after_it(
     assert rig.svc.counters.paper_mm == pytest.approx(sim.paper_out_mm, abs=1)
 
 
-def test_two_people_alternating(rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
+def test_two_people_alternating(rig_factory: Callable[..., Rig],
+                                sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
     for _ in range(2):
         _visit(rig, 1)
         _visit(rig, 2)
-    assert sim_link.simulator.paper_out_mm == pytest.approx(1200, abs=2 * OVERSHOOT_MM)
+    assert sim_motor.simulator.paper_out_mm == pytest.approx(1200, abs=2 * OVERSHOOT_MM)
     assert (rig.svc.counters.served, rig.svc.counters.denied) == (2, 2)
 
 
 def test_a_person_who_stays_a_minute_gets_one_ribbon(
-        rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
+        rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
     rig.scene = [Person(1)]
     rig.run_for(60.0)
-    assert sim_link.simulator.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)
+    assert sim_motor.simulator.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)
     assert rig.svc.counters.served == 1
 
 
-def test_button_path(rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
+def test_button_path(rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
     rig.run_for(1.0)
-    sim_link.simulator.press_button()
+    sim_motor.simulator.press_button()
     assert rig.run_until(lambda: rig.svc.counters.button_served == 1, 10.0)
-    sim_link.simulator.press_button()        # inside the 30 s interval: refused
+    sim_motor.simulator.press_button()        # inside the 30 s interval: refused
     assert rig.run_until(lambda: rig.svc.counters.button_refused == 1, 10.0)
-    assert sim_link.simulator.paper_out_mm == pytest.approx(400, abs=OVERSHOOT_MM)
+    assert sim_motor.simulator.paper_out_mm == pytest.approx(400, abs=OVERSHOOT_MM)
     assert rig.pipeline.embed_calls == 0
 
 
 def test_jam_rolls_back_and_the_person_is_served_after_the_fix(
-        rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
-    sim = sim_link.simulator
+        rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
+    sim = sim_motor.simulator
     sim.jam_next(after_mm=100.0)
     _visit(rig, 1)
     assert rig.svc.counters.dispense_failures == 1
@@ -92,9 +93,9 @@ def test_jam_rolls_back_and_the_person_is_served_after_the_fix(
 
 
 def test_out_of_paper_shows_its_message_and_recovers_on_a_new_roll(
-        rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
-    sim = sim_link.simulator
+        rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
+    sim = sim_motor.simulator
     sim.set_roll(0)                         # the heartbeat status brings the news
     assert rig.run_until(lambda: rig.svc.state is State.FAULT, 10.0)
     assert rig.display.current is Message.OUT_OF_PAPER
@@ -106,12 +107,12 @@ def test_out_of_paper_shows_its_message_and_recovers_on_a_new_roll(
     assert sim.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)
 
 
-def test_door_open_is_a_fault(rig_factory: Callable[..., Rig], sim_link: MotorLink) -> None:
-    rig = rig_factory(motor=sim_link)
-    sim_link.simulator.set_door(True)
+def test_door_open_is_a_fault(rig_factory: Callable[..., Rig], sim_motor: MotorConnection) -> None:
+    rig = rig_factory(motor=sim_motor)
+    sim_motor.simulator.set_door(True)
     assert rig.run_until(lambda: rig.svc.state is State.FAULT, 10.0)
     assert rig.display.current is Message.UNAVAILABLE
-    sim_link.simulator.set_door(False)
+    sim_motor.simulator.set_door(False)
     assert rig.run_until(lambda: rig.svc.state is State.IDLE, 10.0)
     _visit(rig, 1)
-    assert sim_link.simulator.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)
+    assert sim_motor.simulator.paper_out_mm == pytest.approx(600, abs=OVERSHOOT_MM)

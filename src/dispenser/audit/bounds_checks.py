@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 import time
 import tty
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dispenser.audit.registry import Evidence, check, require
-from dispenser.clock import BootClock, VirtualClock
+from dispenser.clock import BootClock, Clock, VirtualClock
 from dispenser.config import SerialSettings
 from dispenser.motor import protocol as P
+
+if TYPE_CHECKING:
+    from firmware_sim.controller import Controller
+    from firmware_sim.plant import SimulatedPlant
 
 _FLOOD_BYTES = 1024 * 1024  # what the queue checks push without a single frame delimiter
 _READ = 4096
@@ -30,23 +36,35 @@ _READ = 4096
               f"every read each holds at most one frame ({P.MAX_ENCODED} bytes). Submit a "
               "second dispense job while one runs: refused.")
 def bounded_queues() -> Evidence:
-    from dispenser.motor.simport import firmware_on_clock
     from dispenser.service.actuator import MotorWorker
 
     host = P.FrameParser()
-    firmware, _ = firmware_on_clock(VirtualClock(0.0), lambda data: None)
+    firmware, _ = _firmware_on_clock(VirtualClock(0.0), lambda data: None)
     largest = 0
     chunk = b"\x01" * _READ
     for _ in range(_FLOOD_BYTES // _READ):
         host.feed(chunk)
         firmware.receive(chunk)
-        largest = max(largest, len(host._buf), len(firmware.parser._buf))
+        largest = max(largest, host.pending_bytes(), firmware.parser.pending_bytes())
     require(largest <= P.MAX_ENCODED,
             f"{largest} bytes held without a delimiter (one frame is {P.MAX_ENCODED})")
     refused = _second_job_refused(MotorWorker)
     require(refused, "a second dispense job was queued while one was running")
     return {"bytes_fed": _FLOOD_BYTES, "largest_held_bytes": largest,
             "frame_limit_bytes": P.MAX_ENCODED, "second_dispense_refused": refused}
+
+
+def _firmware_on_clock(clock: Clock, send: Callable[[bytes], None]
+                       ) -> tuple[Controller, SimulatedPlant]:
+    """The shipped controller firmware (its default limits) driving a simulated roll and
+    motor on `clock`, with no pty: host bytes go in through `Controller.receive`, replies
+    come out through `send`, and the caller runs `Controller.tick()`."""
+    from firmware_sim.controller import Controller
+    from firmware_sim.plant import SimulatedPlant
+
+    plant = SimulatedPlant(clock, speed=1.0, roll_mm=50_000)
+    controller = Controller(plant, lambda: int(clock.now() * 1000.0), send, boot_id=1)
+    return controller, plant
 
 
 def _second_job_refused(worker_type: type) -> bool:
@@ -135,12 +153,11 @@ def _read_all(fd: int) -> bytes:
               "limit + 1 mm: refused with `bad_length`, motor never started.")
 def motor_run_limit() -> Evidence:
     from dispenser.motor.messages import decode_error
-    from dispenser.motor.simport import firmware_on_clock
 
     clock = VirtualClock(0.0)
     parser = P.FrameParser()
     replies: list[P.Frame] = []
-    firmware, plant = firmware_on_clock(clock, lambda data: replies.extend(parser.feed(data)))
+    firmware, plant = _firmware_on_clock(clock, lambda data: replies.extend(parser.feed(data)))
     limits = firmware.limits
 
     def errors(seq: int) -> list[str]:

@@ -11,13 +11,12 @@ import argparse
 
 from dispenser.clock import BootClock
 from dispenser.config import Settings
-from dispenser.motor import simport
+from firmware_sim import console
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    simport.add_console_arguments(parser)
+    console.add_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return simport.serve_console(BootClock(), speed=args.speed, roll_mm=args.roll_mm,
-                                 seed=args.seed)
+    return console.serve(BootClock(), speed=args.speed, roll_mm=args.roll_mm, seed=args.seed)

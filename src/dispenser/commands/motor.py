@@ -27,8 +27,8 @@ from dispenser.config import Settings
 from dispenser.errors import EXIT_FAILURE, EXIT_OK, DispenserError
 from dispenser.motor import MotorLink
 from dispenser.motor.messages import MotorError
+from dispenser.motor_connection import SIM_PORT, connect_motor
 
-SIM_PORT = "sim"
 # Where the real controller appears on a board: the fixed name the udev rule creates, then
 # the kernel's by-id links of the RP2040 controller (both followed to /dev/ttyACM*).
 CONTROLLER_LINK = "/dev/dispenser-motor"
@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     port = controller_port(args.port, settings.serial.port)
-    with MotorLink(settings.serial, BootClock(), port=port) as link:
+    with connect_motor(settings.serial, BootClock(), port=port) as connection:
+        link = connection.link
         if args.action == "status":
             status = link.status()
             if args.json:

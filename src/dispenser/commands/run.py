@@ -124,7 +124,7 @@ class _Machine:
     def __init__(self, settings: Settings, clock: Clock, frames: FrameSource,
                  status_dir: Path) -> None:
         from dispenser.display.open import open_display
-        from dispenser.motor import MotorLink
+        from dispenser.motor_connection import connect_motor
         from dispenser.store import TemplateStore
         from dispenser.store.rule import rule_for
         from dispenser.vision import FacePipeline
@@ -133,9 +133,8 @@ class _Machine:
         try:
             pipeline = FacePipeline(settings.vision, threads=settings.vision.threads)
             self._closers.append(pipeline.close)
-            link = MotorLink(settings.serial, clock)
-            link.open()
-            self._closers.append(link.close)
+            motor = connect_motor(settings.serial, clock)
+            self._closers.append(motor.close)
             rule = rule_for(settings)
             event(_log, "match_rule", rule=repr(rule.describe()))
             store = TemplateStore(settings.store, rule=rule, clock=clock)
@@ -146,7 +145,7 @@ class _Machine:
             self._install_guard(status_dir)
             self.service = DispenserService(
                 settings, clock=clock, frames=frames, store=store, pipeline=pipeline,
-                motor=link, display=display, status_dir=status_dir)
+                motor=motor.link, display=display, status_dir=status_dir)
             self._closers.append(self.service.close)
         except BaseException:
             self.close()

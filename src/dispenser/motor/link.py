@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
 
 import serial
 
@@ -88,13 +87,11 @@ class LinkCounters:
 class MotorLink:
     """Talks to one controller; see the module docstring. Also a context manager."""
 
-    def __init__(self, settings: SerialSettings, clock: Clock, *, port: str | None = None,
-                 sim_speed: float = 1.0) -> None:
+    def __init__(self, settings: SerialSettings, clock: Clock, *,
+                 port: str | None = None) -> None:
         self._settings = settings
         self._clock = clock
         self._port = port if port is not None else settings.port
-        self._sim_speed = sim_speed
-        self._sim: Any = None  # firmware_sim.SimulatedController when port == "sim"
         self._transport: SerialTransport | None = None
         self._inbox = threading.Condition()
         self._waiting: dict[int, deque[P.Frame]] = {}
@@ -121,13 +118,8 @@ class MotorLink:
 
     @property
     def port(self) -> str:
-        """The device path in use (for "sim": the simulator's pty link)."""
+        """The serial device path in use."""
         return self._transport.port if self._transport is not None else self._port
-
-    @property
-    def simulator(self) -> Any:
-        """The in-process SimulatedController when the port is "sim", else None."""
-        return self._sim
 
     @property
     def capabilities(self) -> Capabilities | None:
@@ -139,11 +131,6 @@ class MotorLink:
         if self._transport is not None:
             return
         path = self._port
-        if path == "sim":
-            from dispenser.motor.simport import start_simulator
-
-            self._sim = start_simulator(self._clock, speed=self._sim_speed)
-            path = self._sim.device_path
         self._transport = SerialTransport(path, self._settings.baud, self._on_frame)
         if not self._ensure_connected():
             self.close()
@@ -160,7 +147,7 @@ class MotorLink:
         self._heartbeat.start()
 
     def close(self) -> None:
-        """Stop the heartbeat, close the port (and the simulator). Idempotent."""
+        """Stop the heartbeat and close the port. Idempotent."""
         self._stop.set()
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=5)
@@ -168,9 +155,6 @@ class MotorLink:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        if self._sim is not None:
-            self._sim.stop()
-            self._sim = None
         self._offline = True
 
     def __enter__(self) -> MotorLink:

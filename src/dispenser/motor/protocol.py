@@ -268,6 +268,10 @@ class FrameParser:
         self.frames_ok = 0
         self.frames_bad = 0
 
+    def pending_bytes(self) -> int:
+        """Bytes held of a frame not yet delimited (at most MAX_ENCODED): for audits."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Frame]:
         """Consume `data`; return the frames it completed (good and rejected), in order."""
         frames = []

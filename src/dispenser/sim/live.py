@@ -138,14 +138,17 @@ class _Machine:
     def __init__(self, settings: Settings, clock: Clock, frames: FrameSource, pipeline: Any,
                  display: SimDisplay, on_transition: Callable[[Transition], None]) -> None:
         from dispenser.motor import MotorLink
+        from dispenser.motor_connection import start_simulator
         from dispenser.store import TemplateStore
         from dispenser.store.rule import rule_for
 
         self._closers: list[Callable[[], None]] = [frames.close]
         try:
-            self.link = MotorLink(settings.serial, clock, port="sim")
-            self.link.open()
+            self.simulator = start_simulator(clock)
+            self._closers.append(self.simulator.stop)
+            self.link = MotorLink(settings.serial, clock, port=self.simulator.device_path)
             self._closers.append(self.link.close)
+            self.link.open()
             self.store = TemplateStore(settings.store, rule=rule_for(settings),
                                        clock=clock)
             self._closers.append(self.store.close)
@@ -159,7 +162,7 @@ class _Machine:
             raise
 
     def paper_mm(self) -> int:
-        return int(self.link.simulator.paper_out_mm) if self.link.simulator else 0
+        return int(self.simulator.paper_out_mm)
 
     def close(self) -> None:
         while self._closers:
@@ -351,7 +354,7 @@ def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, e
         return script[visible[0]].who if visible else "-"
 
     driver = LiveDriver(settings, clock, source, vision, emit=emit, who=who, preview=preview)
-    pacer = Pacer(clock, speed, driver.machine.link.simulator)
+    pacer = Pacer(clock, speed, driver.machine.simulator)
     stop = stop or threading.Event()
     arrivals = sorted(range(len(script)), key=lambda i: script[i].at_s)
     pending = list(arrivals)
@@ -394,7 +397,7 @@ def _arrive(driver: LiveDriver, visit: ScriptedVisit) -> None:
         driver.button_who = visit.who
         driver.button_pressed_at = driver.elapsed()
         driver.row(visit.who, visit.note)
-        driver.machine.link.simulator.press_button()
+        driver.machine.simulator.press_button()
     else:
         driver.row(visit.who, f"steps up: {visit.note}")
 
@@ -441,7 +444,7 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
                         who=None if visits is None else (lambda t: visits.label),
                         narrate_faces=True)
     virtual = clock if isinstance(clock, VirtualClock) else None
-    pacer = (Pacer(virtual, speed, driver.machine.link.simulator) if virtual is not None
+    pacer = (Pacer(virtual, speed, driver.machine.simulator) if virtual is not None
              else None)
     stop = stop or threading.Event()
     try:
