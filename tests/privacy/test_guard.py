@@ -58,9 +58,15 @@ def test_allowed_destination_and_reads_pass(guarded: Path, tmp_path: Path) -> No
 
 def test_guard_switched_off_lets_everything_through(tmp_path: Path) -> None:
     guard.install([])
+    with pytest.raises(PermissionError):      # on: refused
+        socket.socket().close()
     guard.uninstall()
-    (tmp_path / "ok.txt").write_text("x")
-    socket.socket().close()
+    refused = guard.refusals()
+    (tmp_path / "ok.txt").write_text("x")     # off: the same calls go through
+    with socket.socket() as sock:
+        assert sock.fileno() >= 0
+    assert (tmp_path / "ok.txt").read_text() == "x"
+    assert guard.refusals() == refused        # and nothing more was refused
 
 
 # --- walking around the allow-list: each of these passed a raw string-prefix check -------

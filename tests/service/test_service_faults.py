@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pytest
 from service_doubles import Person, Rig, identity
 
@@ -123,15 +125,25 @@ def test_a_hold_in_progress_is_wiped_when_a_fault_hits(
 
 
 def test_a_store_failure_is_a_fault_and_nothing_is_dispensed(
-        rig_factory: Callable[..., Rig]) -> None:
+        rig_factory: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch) -> None:
     rig = rig_factory()
     rig.store.close()                         # decide() now raises
+    asked: list[tuple[np.ndarray, np.ndarray]] = []  # (the probe buffer, what it held)
+    closed_decide = rig.store.decide
+
+    def decide(probe: np.ndarray) -> Any:
+        asked.append((probe, probe.copy()))
+        return closed_decide(probe)
+
+    monkeypatch.setattr(rig.store, "decide", decide)
     rig.scene = [Person(1)]
     rig.run_for(4.0)
     assert rig.svc.state is State.FAULT
     assert rig.motor.dispensed == []
     assert rig.svc.hold.buffers_zero()
-    assert float(identity(1) @ identity(1)) == pytest.approx(1.0)
+    (probe, held), = asked                           # one attempt, about this person,
+    assert float(held @ identity(1)) > 0.99
+    assert not probe.any()                           # and its probe zeroised after it
 
 
 def test_status_survives_a_store_without_counters(rig_factory: Callable[..., Rig],

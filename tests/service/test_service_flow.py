@@ -1,6 +1,7 @@
 """The service end to end with a scripted frame source, synthetic templates, the virtual
-clock and in-memory doubles of the store and the motor (tests/service/conftest.py).
-The same scenarios against the real store and firmware_sim: test_service_end_to_end.py."""
+clock, the real template store (swept by hand, no sweeper thread) and an in-memory double
+of the motor (tests/service/conftest.py). The same scenarios against the real MotorLink
+and firmware_sim: test_service_end_to_end.py."""
 
 from __future__ import annotations
 
