@@ -13,6 +13,7 @@ docs/simulator.md explains each mode and which stages are real or simulated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,7 +21,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from dispenser.sim.live import LiveResult
     from dispenser.sim.preview import Preview
     from dispenser.sim.similarity import SimilarityTable
-    from dispenser.sim.timeline import Row
+    from dispenser.sim.timeline import ProgressBar, Row
 
     Emit = Callable[[Row], None]
     Progress = Callable[[float, float], None]
@@ -187,12 +188,48 @@ def _sim_settings(settings: Settings) -> Settings:
 
 
 def _live(args: argparse.Namespace, settings: Settings) -> int:
-    from dispenser.sim.timeline import HEADER, ProgressBar, clock_text, format_row
-    from dispenser.store.rule import threshold_for
+    from dispenser.sim.timeline import HEADER, ProgressBar
 
     settings = _sim_settings(settings)
-    show_rows = not args.json
+    scripted = args.camera is None and args.video is None and args.images is None
+    # A missing or unreadable --video/--images is the one line the user sees: checked
+    # before anything is printed.
+    source = None if scripted else _open_frames(args, settings)
+    stages = _stages(args, settings, scripted)
     bar = ProgressBar(1.0, label="simulating ")
+    emit, progress = _timeline(bar, show_rows=not args.json)
+    preview, preview_note = _preview(args)
+    if not args.json:
+        _print_intro(args, settings, stages, preview_note)
+        print(HEADER)
+    stop = threading.Event()
+    with _signals_stop(stop) as received:
+        if source is None:
+            result, mode = _run_story(args, settings, emit, progress, preview, stop), "scripted"
+        else:
+            result, mode = _run_frames(args, settings, source, emit, progress, preview, stop)
+    bar.clear()
+    if args.json:
+        document = _live_document(args, settings, mode, stages, result)
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print_summary(result)
+    return _live_exit_code(result, interrupted=signal.SIGINT in received)
+
+
+def _stages(args: argparse.Namespace, settings: Settings,
+            scripted: bool) -> dict[str, list[str]]:
+    """Which stages of the machine this run uses for real and which it simulates."""
+    if not scripted:
+        return _STAGES_FRAMES
+    calibration = f"synthetic identities fitted to {_similarity(args, settings).describe()}"
+    return {**_STAGES_SCRIPTED, "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
+
+
+def _timeline(bar: ProgressBar, *, show_rows: bool) -> tuple[Emit, Progress]:
+    """Print each timeline row above the progress bar (nothing with --json), and move the
+    bar on."""
+    from dispenser.sim.timeline import clock_text, format_row
 
     def emit(row: Row) -> None:
         if show_rows:
@@ -202,59 +239,53 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
     def progress(done: float, total: float) -> None:
         bar.update(done / total if total else 0.0, f"{clock_text(done)}/{clock_text(total)}")
 
-    scripted = args.camera is None and args.video is None and args.images is None
-    # A missing or unreadable --video/--images is the one line the user sees: checked
-    # before anything is printed.
-    source = None if scripted else _open_frames(args, settings)
-    stages = _STAGES_FRAMES
-    if scripted:
-        calibration = f"synthetic identities fitted to {_similarity(args, settings).describe()}"
-        stages = {**_STAGES_SCRIPTED,
-                  "simulated": [*_STAGES_SCRIPTED["simulated"], calibration]}
-    preview, preview_note = _preview(args)
-    if show_rows:
-        _print_intro(args, settings, stages, preview_note)
-        print(HEADER)
-    stop = threading.Event()
+    return emit, progress
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[list[int]]:
+    """Ctrl-C or SIGTERM end the run the same way: the machine stops, the store is
+    zeroised and the simulated controller's pty folder removed. Yields the signals
+    received; the handler only records and sets the event (writing from a handler can
+    re-enter a write)."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        # Ctrl-C or SIGTERM end the run the same way: the machine stops, the store is
-        # zeroised and the simulated controller's pty folder removed. The handler only
-        # records and sets the event (writing from a handler can re-enter a write).
         received.append(signum)
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if source is None:
-            result = _run_story(args, settings, emit, progress, preview, stop)
-            mode = "scripted"
-        else:
-            result, mode = _run_frames(args, settings, source, emit, progress, preview, stop)
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    bar.clear()
-    ok = all(o["expected"] == o["observed"] for o in result.outcomes)
-    interrupted = signal.SIGINT in received
-    if args.json:
-        doc: dict[str, Any] = {
-            "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
-            "stages": stages,
-            "settings": {"threshold": threshold_for(1, settings),
-                         "deny_window_s": settings.store.deny_window_s,
-                         "retention_s": settings.store.retention_s},
-            "timeline": [r.as_dict() for r in result.rows],
-            "outcomes": result.outcomes, "counters": result.counters,
-            "skipped_images": [dataclasses.asdict(s) for s in result.skipped],
-            "simulated_s": round(result.duration_s, 1),
-        }
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    else:
-        _print_summary(result)
+
+
+def _live_document(args: argparse.Namespace, settings: Settings, mode: str,
+                   stages: dict[str, list[str]], result: LiveResult) -> dict[str, Any]:
+    """The --json output of a live run."""
+    from dispenser.store.rule import threshold_for
+
+    return {
+        "format": LIVE_FORMAT, "mode": mode, "seed": args.seed,
+        "stages": stages,
+        "settings": {"threshold": threshold_for(1, settings),
+                     "deny_window_s": settings.store.deny_window_s,
+                     "retention_s": settings.store.retention_s},
+        "timeline": [r.as_dict() for r in result.rows],
+        "outcomes": result.outcomes, "counters": result.counters,
+        "skipped_images": [dataclasses.asdict(s) for s in result.skipped],
+        "simulated_s": round(result.duration_s, 1),
+    }
+
+
+def _live_exit_code(result: LiveResult, *, interrupted: bool) -> int:
+    """130 when Ctrl-C cut the run short, 0 when it was stopped otherwise (SIGTERM, the
+    preview closed) or every scripted visit went as expected, else 1."""
     if result.stopped_early:
         return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    ok = all(o["expected"] == o["observed"] for o in result.outcomes)
     return EXIT_OK if ok else EXIT_FAILURE
 
 

@@ -47,8 +47,11 @@ IDLE_FRAME_S = 1.0       # ... and while nobody is there
 VIDEO_STEP_S = 0.05      # virtual clock step for video files and image directories
 CAMERA_POLL_S = 0.005    # real pause between steps with a live camera
 BUTTON_WAIT_S = 10.0     # full frame rate for this long after a scripted button press
-_LINK_GRACE_S = 0.002    # real time given to the pty threads per step while the motor runs
-                         # (or a button press is on its way to the service)
+# Real time slept before each virtual-clock slice while the motor runs (Pacer.advance), and
+# before each step while a scripted button press is on its way to the service: the
+# MotorLink's reader and heartbeat threads run in it (the firmware's own pass is waited for
+# with SimulatedController.settle, not slept for).
+_LINK_GRACE_S = 0.002
 MAX_SPEED = 1000.0        # the fastest a virtual clock runs (see Pacer)
 START_S = 1000.0         # the virtual clock's origin (any value; the timeline counts from it)
 
@@ -346,50 +349,78 @@ def run_scripted(settings: Settings, script: list[ScriptedVisit], vision: Any, e
                  ) -> LiveResult:
     """The built-in story: scripted visitors in front of a synthetic camera."""
     clock = VirtualClock(start=START_S)
-    camera = SyntheticCamera(script)
+    story = _Story(script)
     source = ScriptedSource("synthetic camera (scripted visitors)")
-
-    def who(t: float) -> str:
-        visible = camera.visible(t)
-        return script[visible[0]].who if visible else "-"
-
-    driver = LiveDriver(settings, clock, source, vision, emit=emit, who=who, preview=preview)
+    driver = LiveDriver(settings, clock, source, vision, emit=emit, who=story.who,
+                        preview=preview)
     pacer = Pacer(clock, speed, driver.machine.simulator)
     stop = stop or threading.Event()
-    arrivals = sorted(range(len(script)), key=lambda i: script[i].at_s)
-    pending = list(arrivals)
-    in_view: set[int] = set()
     try:
-        while not stop.is_set():
-            t = driver.elapsed()
-            if t >= end_s:
-                break
-            while pending and script[pending[0]].at_s <= t:
-                _arrive(driver, script[pending.pop(0)])
-            in_view = _departures(driver, script, in_view, camera.visible(t))
-            frame = camera.frame(t)
-            source.push(frame)
+        while not stop.is_set() and (t := driver.elapsed()) < end_s:
+            story.play_until(driver, t)
+            source.push(story.camera.frame(t))
             if not driver.step():
                 driver.result.stopped_early = True
                 break
             if progress is not None:
                 progress(t, end_s)
-            waiting_for_button = (driver.button_pressed_at is not None
-                                  and t - driver.button_pressed_at < BUTTON_WAIT_S)
-            dt = ACTIVE_FRAME_S if (driver.busy() or camera.visible(t) or waiting_for_button
-                                    or _soon(script, pending, t)) else IDLE_FRAME_S
-            motor_busy = driver.machine.service.motor_busy
-            if waiting_for_button and not motor_busy:
-                time.sleep(_LINK_GRACE_S)
-            pacer.advance(dt, motor_busy=motor_busy)
-            driver.machine.store.sweep()
-            pacer.wait()
+            button_on_its_way = story.button_on_its_way(driver, t)
+            busy = driver.busy() or button_on_its_way or story.anyone_near(t)
+            _pace(driver, pacer, ACTIVE_FRAME_S if busy else IDLE_FRAME_S,
+                  button_on_its_way=button_on_its_way)
         driver.result.stopped_early |= stop.is_set()
         driver.finish()
         driver.result.outcomes = _outcomes(script, driver.decisions, settings)
     finally:
         driver.close()
     return driver.result
+
+
+class _Story:
+    """Where the scripted visitors are: who steps up, who is in view, who walks away."""
+
+    def __init__(self, script: list[ScriptedVisit]) -> None:
+        self.script = script
+        self.camera = SyntheticCamera(script)
+        self._pending = sorted(range(len(script)), key=lambda i: script[i].at_s)
+        self._in_view: set[int] = set()
+
+    def who(self, t: float) -> str:
+        """The visitor in front of the camera at `t` ("-" for nobody)."""
+        visible = self.camera.visible(t)
+        return self.script[visible[0]].who if visible else "-"
+
+    def play_until(self, driver: LiveDriver, t: float) -> None:
+        """Everyone due by `t` steps up (or presses the button); whoever left walks away."""
+        while self._pending and self.script[self._pending[0]].at_s <= t:
+            _arrive(driver, self.script[self._pending.pop(0)])
+        current = set(self.camera.visible(t))
+        for i in sorted(self._in_view - current):
+            driver.row(self.script[i].who, "walks away")
+        self._in_view = current
+
+    def anyone_near(self, t: float) -> bool:
+        """Someone is in view, or the next visitor is due within one idle frame."""
+        return bool(self.camera.visible(t)) or bool(
+            self._pending and self.script[self._pending[0]].at_s - t < IDLE_FRAME_S)
+
+    @staticmethod
+    def button_on_its_way(driver: LiveDriver, t: float) -> bool:
+        """A scripted button press was made recently and the service has not seen it."""
+        return (driver.button_pressed_at is not None
+                and t - driver.button_pressed_at < BUTTON_WAIT_S)
+
+
+def _pace(driver: LiveDriver, pacer: Pacer, dt: float, *,
+          button_on_its_way: bool = False) -> None:
+    """Move the virtual clock on by `dt` at the paced speed, sweeping the store as its
+    sweeper thread would."""
+    motor_busy = driver.machine.service.motor_busy
+    if button_on_its_way and not motor_busy:
+        time.sleep(_LINK_GRACE_S)
+    pacer.advance(dt, motor_busy=motor_busy)
+    driver.machine.store.sweep()
+    pacer.wait()
 
 
 def _arrive(driver: LiveDriver, visit: ScriptedVisit) -> None:
@@ -400,18 +431,6 @@ def _arrive(driver: LiveDriver, visit: ScriptedVisit) -> None:
         driver.machine.simulator.press_button()
     else:
         driver.row(visit.who, f"steps up: {visit.note}")
-
-
-def _departures(driver: LiveDriver, script: list[ScriptedVisit], before: set[int],
-                now_visible: list[int]) -> set[int]:
-    current = set(now_visible)
-    for i in sorted(before - current):
-        driver.row(script[i].who, "walks away")
-    return current
-
-
-def _soon(script: list[ScriptedVisit], pending: list[int], t: float) -> bool:
-    return bool(pending) and script[pending[0]].at_s - t < IDLE_FRAME_S
 
 
 def _outcomes(script: list[ScriptedVisit], decisions: list[tuple[float, str, str]],
@@ -461,10 +480,8 @@ def run_frames(settings: Settings, frames: FrameSource, pipeline: Any, clock: Cl
                 progress(t, max_s)
             if driver.machine.service.finished or (max_s is not None and t >= max_s):
                 break
-            if virtual is not None and pacer is not None:
-                pacer.advance(VIDEO_STEP_S, motor_busy=driver.machine.service.motor_busy)
-                driver.machine.store.sweep()
-                pacer.wait()
+            if pacer is not None:
+                _pace(driver, pacer, VIDEO_STEP_S)
             else:
                 clock.sleep_until(clock.now() + CAMERA_POLL_S, stop)
         driver.result.stopped_early |= stop.is_set()
