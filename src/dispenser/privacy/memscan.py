@@ -1,6 +1,6 @@
 """Scan this process's own memory for byte patterns.
 
-The audit's strongest evidence (issue 8): after templates pass their retention limit, we
+The audit's strongest evidence: after templates pass their retention limit, we
 read every readable mapping of our own address space (`/proc/self/maps` +
 `/proc/self/mem`) and search it for the exact bytes of each template that was ever
 admitted, in every form it was stored. Zero hits means no copy survived anywhere Python,

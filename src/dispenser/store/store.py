@@ -498,9 +498,9 @@ class TemplateStore:
         deadline = self._clock.now() + period
         while self._clock.sleep_until(deadline, self._stop):
             # Read the time *before* sweeping: the sweep runs at or after `now`, so the next
-            # deadline is at most one period after it even if this thread was descheduled
-            # between the two (found on emulated arm64: reading it after the sweep let the
-            # schedule skip what fell due in between).
+            # deadline is at most one period after it even if this thread is descheduled
+            # between the two (reading it after the sweep would let the schedule skip what
+            # fell due in between; a slow or emulated board shows it).
             now = self._clock.now()
             try:
                 self.sweep()

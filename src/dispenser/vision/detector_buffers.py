@@ -72,7 +72,7 @@ def normalise_into(dst: npt.NDArray[np.float32], image: npt.NDArray[np.uint8],
 
     No temporary array: the uint8 -> float32 cast is a strided copy into `dst` and the two
     arithmetic steps are in-place float32 operations (the same operations, in the same
-    order, as before the buffers existed, so results are bit-identical).
+    order, as the same float32 computation on freshly allocated arrays: bit-identical).
     """
     np.copyto(dst, image.swapaxes(-3, -2))
     dst -= mean
