@@ -80,3 +80,23 @@ def test_a_closed_transport_never_reopens(pty_path: str) -> None:
         transport.open()
     assert not transport.is_open
     assert not any(t.name == "motor-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_port_that_vanishes_while_draining_is_link_down(
+        pty_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tcdrain on a port whose device went away (a controller power cycle, USB unplug)
+    raises termios.error, which is not an OSError: it must end the send as LinkDown, not
+    kill the dispense thread."""
+    import termios
+
+    transport = SerialTransport(pty_path, 115200, lambda frame: None)
+    transport.open()
+
+    def vanished(self: serial.Serial) -> None:
+        raise termios.error(5, "Input/output error")
+
+    monkeypatch.setattr(serial.Serial, "flush", vanished)
+    with pytest.raises(LinkDown, match="write failed"):
+        transport.send(b"\x00frame")
+    assert not transport.is_open
+    transport.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import termios
 import threading
 from collections.abc import Callable
 
@@ -86,7 +87,8 @@ class SerialTransport:
             try:
                 ser.write(data)
                 ser.flush()
-            except (OSError, serial.SerialException):
+            # termios.error (not an OSError): tcdrain on a device that went away mid-write
+            except (OSError, termios.error, serial.SerialException):
                 self._lost(ser, "write")
                 raise LinkDown("write failed") from None
             self.bytes_out += len(data)
