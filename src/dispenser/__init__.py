@@ -7,8 +7,32 @@ README.md and docs/ for the guarantees and how they are tested.
 """
 
 import os
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The Python API (dispenser.api, README "Python API"), imported on first use so that
+# `import dispenser` stays light for the CLI and the simulated controller.
+__all__ = ["FaceTemplate", "TemplateStore", "__version__", "face_templates", "is_same",
+           "load_image", "similarity"]
+
+if TYPE_CHECKING:
+    from dispenser.api import (
+        FaceTemplate,
+        TemplateStore,
+        face_templates,
+        is_same,
+        load_image,
+        similarity,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from dispenser import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dispenser' has no attribute {name!r}")
 
 # onnxruntime >= 1.29 ships telemetry on Linux that resolves and contacts a Microsoft
 # endpoint from native code (found by tests/privacy/test_guard_during_full_run.py under

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dispenser.store.rule import is_match
 from dispenser.vision.calibration import (
     calibrate,
     equal_error_rate,
@@ -18,6 +19,21 @@ def test_rates_use_at_or_above_like_the_store() -> None:
     far, tar = rates_at([0.5, 0.9], [0.1, 0.5], [0.5, 0.50001, 1.0])
     assert far.tolist() == [0.5, 0.0, 0.0]
     assert tar.tolist() == [1.0, 0.5, 0.0]
+
+
+def test_rates_count_what_the_match_rule_calls_the_same_person() -> None:
+    """calibration cannot import the store (vision and store stay apart), so its vectorised
+    counts are checked against `is_match` itself, ties on the threshold included."""
+    rng = np.random.default_rng(0)
+    genuine = np.round(rng.uniform(0.7, 1.0, 300), 2)   # rounded: many scores tie
+    impostor = np.round(rng.uniform(0.5, 0.95, 300), 2)
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    far, tar = rates_at(genuine, impostor, thresholds)
+    for t, f, g in zip(thresholds, far, tar, strict=True):
+        assert f == sum(is_match(s, t) for s in impostor) / impostor.size
+        assert g == sum(is_match(s, t) for s in genuine) / genuine.size
+    point = threshold_at_far(genuine, impostor, 0.05)
+    assert sum(is_match(s, point.threshold) for s in impostor) <= 0.05 * impostor.size
 
 
 def test_separable_scores() -> None:

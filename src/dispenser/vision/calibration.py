@@ -6,9 +6,10 @@ of the "same person" hypothesis: the FAR here). Too high, and a repeat visitor g
 again (a false reject: 1 - TAR). The operator should set it on faces like their own
 visitors' (`dispenser calibrate`), reading off the TAR they get for the FAR they accept.
 
-Conventions (the same as the store's): two templates are "the same person" when their
-cosine similarity is >= the threshold. With G genuine (same person) and I impostor
-(different people) scores:
+Conventions (the store's rule, `dispenser.store.rule.is_match`; vision does not import the
+store, so tests/vision/test_calibration.py checks these counts against it): two templates
+are "the same person" when their cosine similarity is >= the threshold. With G genuine
+(same person) and I impostor (different people) scores:
 
     FAR(t) = #{impostor >= t} / I        TAR(t) = #{genuine >= t} / G
 
