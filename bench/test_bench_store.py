@@ -148,7 +148,8 @@ def test_admit_into_a_full_store(benchmark: Any) -> None:
     benchmark.group = "store.admit"
     benchmark(sb.admit_one, store, faces, turn)
     counters = store.counters()
-    assert counters.evictions == counters.admits > 0  # every admit evicted the oldest
+    # every admit after the 1,024 preloaded ones evicted the oldest
+    assert counters.evictions == counters.admits - 1024 > 0
     store.close()
 
 
