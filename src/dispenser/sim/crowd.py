@@ -34,10 +34,11 @@ for every run, so differences between runs come from the settings only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,21 +197,28 @@ class RunResult:
 
 
 class _Machine:
-    """One simulated dispenser: the real store, the real button gate, a paper counter."""
+    """One simulated dispenser: the real store, the real button gate, a paper counter, how
+    long each part of a visit keeps it busy, and the similarity table the crowd was drawn
+    from (to add up what it predicts), if any."""
 
     def __init__(self, settings: Settings, run: RunSettings, scenario: Scenario,
-                 clock: VirtualClock) -> None:
+                 clock: VirtualClock, table: SimilarityTable | None) -> None:
         store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
         self.rule = (rule_for(settings) if run.threshold is None
                      else MatchRule.fixed(run.threshold))
         self.store = TemplateStore(store_settings, rule=self.rule, clock=clock,
                                    start_sweeper=False, zeroise_on_signals=False)
+        self.deny_window_s = run.deny_window_s
+        self.table = table
         self.button = ButtonGate(settings.dispense.button_min_interval_s)
         self.roll_mm = int(scenario.roll_m * 1000)
         self.ribbon_mm = settings.dispense.ribbon_mm
         self.short_mm = settings.dispense.short_ribbon_mm
         self.button_mm = settings.dispense.button_ribbon_mm
+        self.hold_s = settings.vision.hold_still_s
+        self.message_s = settings.display.message_s
+        self.button_s = self.button_mm / FEED_MM_PER_S
 
     def feed(self, length_mm: int) -> int:
         """Run the motor for one ribbon; returns the mm that came out (less than asked when
@@ -220,49 +228,46 @@ class _Machine:
         return out
 
 
+@contextlib.contextmanager
+def _store_log_quiet() -> Iterator[None]:
+    """Thousands of admits would flood the log: the store logs warnings only meanwhile."""
+    store_log = logging.getLogger(_STORE_LOGGER)
+    previous_level = store_log.level
+    store_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        store_log.setLevel(previous_level)
+
+
 def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
               run: RunSettings, table: SimilarityTable | None = None) -> RunResult:
     """Replay `crowd` through a fresh store with `run`'s settings; score every decision
-    (and, given the `table` the crowd was drawn from, what it predicts for them)."""
-    clock = VirtualClock(start=0.0)
-    machine = _Machine(settings, run, scenario, clock)
+    (and, given the `table` the crowd was drawn from, what it predicts for them).
+
+    Visitors queue for the one machine and leave when the wait outlasts their patience;
+    a free dispenser (one ribbon for everybody) is counted alongside for comparison."""
+    machine = _Machine(settings, run, scenario, VirtualClock(start=0.0), table)
     result = RunResult(threshold=run.threshold, deny_window_s=run.deny_window_s,
                        visits=len(crowd))
-    hold_s = settings.vision.hold_still_s
-    message_s = settings.display.message_s
-    button_s = machine.button_mm / FEED_MM_PER_S
     last_served: dict[int, float] = {}
-    free_used = 0
-    free_roll = machine.roll_mm
-    machine_free_at = 0.0
-    next_sample = 0.0
+    free_roll_mm = machine.roll_mm
+    machine_free_at = next_sample = 0.0
     waits: list[float] = []
-    store_log = logging.getLogger(_STORE_LOGGER)
-    previous_level = store_log.level
-    store_log.setLevel(logging.WARNING)  # thousands of admits would flood the log
-    try:
+    with _store_log_quiet(), contextlib.closing(machine.store):
         for i in range(len(crowd)):
             arrival = float(crowd.arrival_s[i])
             start = max(arrival, machine_free_at)
-            free_used += machine.ribbon_mm
-            if result.free_roll_empty_at_s is None and free_used > free_roll:
+            result.free_paper_mm += machine.ribbon_mm
+            if result.free_roll_empty_at_s is None and result.free_paper_mm > free_roll_mm:
                 result.free_roll_empty_at_s = arrival
             if start - arrival > scenario.patience_s:
                 result.gave_up += 1
                 continue
             next_sample = _sample_until(machine, result, next_sample, start)
             waits.append(start - arrival)
-            if crowd.button[i]:
-                clock.set(start)
-                machine_free_at = start + _button_visit(machine, result, button_s)
-            else:
-                result.face_visits += 1
-                decide_at = start + hold_s
-                clock.set(decide_at)
-                busy_s = _face_visit(machine, result, crowd, i, last_served,
-                                     run.deny_window_s, table)
-                machine_free_at = decide_at + busy_s + message_s
-            result.paper_timeline.append((arrival, result.paper_mm, free_used))
+            machine_free_at = _visit(machine, result, crowd, i, start, last_served)
+            result.paper_timeline.append((arrival, result.paper_mm, result.free_paper_mm))
         # Keep sampling after the last arrival until retention has emptied the store.
         _sample_until(machine, result, next_sample,
                       max(crowd.duration_s, machine_free_at) + settings.store.retention_s
@@ -270,14 +275,22 @@ def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
         counters = machine.store.counters()
         result.evictions = counters.evictions
         result.deletions = counters.deletions
-    finally:
-        machine.store.close()
-        store_log.setLevel(previous_level)
-    result.free_paper_mm = free_used
     if waits:
         result.wait_mean_s = float(np.mean(waits))
         result.wait_max_s = float(np.max(waits))
     return result
+
+
+def _visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int, start: float,
+           last_served: dict[int, float]) -> float:
+    """Visitor `i` steps up to the machine at `start`; returns when it is free again."""
+    if crowd.button[i]:
+        machine.clock.set(start)
+        return start + _button_visit(machine, result)
+    result.face_visits += 1
+    decide_at = start + machine.hold_s
+    machine.clock.set(decide_at)
+    return decide_at + _face_visit(machine, result, crowd, i, last_served) + machine.message_s
 
 
 def _sample_until(machine: _Machine, result: RunResult, next_sample: float,
@@ -294,7 +307,7 @@ def _sample_until(machine: _Machine, result: RunResult, next_sample: float,
     return next_sample
 
 
-def _button_visit(machine: _Machine, result: RunResult, button_s: float) -> float:
+def _button_visit(machine: _Machine, result: RunResult) -> float:
     """A no-scan press: no face processing at all. Returns how long the machine is busy."""
     if not machine.button.allow(machine.clock.now()):
         result.button_refused += 1
@@ -307,14 +320,13 @@ def _button_visit(machine: _Machine, result: RunResult, button_s: float) -> floa
     if out < machine.button_mm:
         machine.button.refund()
         _roll_empty(machine, result)
-        return button_s
+        return machine.button_s
     result.button_served += 1
-    return button_s
+    return machine.button_s
 
 
 def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
-                last_served: dict[int, float], deny_window_s: float,
-                table: SimilarityTable | None) -> float:
+                last_served: dict[int, float]) -> float:
     """Hold-still is over (clock = decision time): decide, feed, commit or roll back.
     Returns how long the decision and the ribbon keep the machine busy after it."""
     now = machine.clock.now()
@@ -325,10 +337,10 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     person = int(crowd.person[i])
     staff = crowd.kind[i] == Kind.STAFF
     served_at = last_served.get(person)
-    should_deny = served_at is not None and now - served_at < deny_window_s
+    should_deny = served_at is not None and now - served_at < machine.deny_window_s
     decision = machine.store.decide(crowd.templates[i].copy())
     _score_thresholds(machine.rule, decision.live_count, result,
-                      None if should_deny or staff else table)
+                      None if should_deny or staff else machine.table)
     occupancy = machine.store.counters().occupancy
     result.peak_occupancy = max(result.peak_occupancy, occupancy)
     if not decision.dispense:
