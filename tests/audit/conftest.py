@@ -22,11 +22,10 @@ THRESHOLD = 0.93
 
 def _raw_buffers(store: TemplateStore) -> dict[str, np.ndarray]:
     """Every array the store owns (template rows, timestamps, scratch, keys), by name."""
-    b = store._buf
+    b = store.raw_buffers()
     return {"rows": b.rows, "born": b.born, "served": b.served, "seq": b.seq,
             "state": b.state, "rotated": b.rotated, "scratch": b.scratch,
-            "keys": b.keys.keys,
-            "key_epoch": b.keys.epoch}
+            "keys": b.keys, "key_epoch": b.key_epoch}
 
 
 def _nonzero_template_rows(store: TemplateStore) -> int:

@@ -66,7 +66,7 @@ def test_rows_are_stored_rotated_not_in_the_clear(
     slot = int(np.flatnonzero(b["state"])[0])
     row = b["rows"][slot]
     assert abs(float(row @ template(1))) < 0.5  # the stored row does not look like the face
-    key = b["keys"][store._buf.slot_key[slot]].astype(np.float64)
+    key = b["keys"][store.raw_buffers().slot_key[slot]].astype(np.float64)
     sealing = seal_numpy(key, np.eye(128)).T  # the key as a (128, 128) matrix
     assert np.allclose(sealing.T @ row, template(1), atol=1e-5)  # the key undoes it
 

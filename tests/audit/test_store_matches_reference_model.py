@@ -13,6 +13,7 @@ The default run is short; `pytest -m slow` runs the long version.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,7 +216,7 @@ class StoreVersusReference(RuleBasedStateMachine):
         """Raw buffers: each non-zero row is a model entry younger than retention."""
         if self.store is None or self.ref is None:
             return
-        b = self.store._buf
+        b = self.store.raw_buffers()
         now = self.clock.now()
         occupied = np.flatnonzero(b.state)
         free = np.flatnonzero(b.state == 0)
@@ -225,17 +226,17 @@ class StoreVersusReference(RuleBasedStateMachine):
         assert len(occupied) == len(self.ref.entries)
         for slot in occupied:
             assert now - b.born[slot] < self.store.settings.retention_s
-            key = b.keys.keys[b.slot_key[slot]].astype(np.float64)
+            key = b.keys[b.slot_key[slot]].astype(np.float64)
             face = seal_numpy(key, np.eye(DIM)) @ b.rows[slot].astype(np.float64)
             (entry,) = [e for e in self.ref.entries if e.seq == b.seq[slot]]
             assert entry.born == b.born[slot]
             assert (entry.served or 0.0) == b.served[slot]
             assert np.allclose(face, entry.face, atol=1e-4)
-        epochs_in_use = {int(b.keys.epoch[b.slot_key[s]]) for s in occupied}
-        epochs_in_use.add(b.keys.epoch_at(now))
-        keys_with_bytes = np.flatnonzero(b.keys.keys.reshape(len(b.keys.keys), -1).any(axis=1))
-        assert {int(b.keys.epoch[k]) for k in keys_with_bytes} <= epochs_in_use
-        assert not np.any(np.delete(b.keys.refs, keys_with_bytes))
+        epochs_in_use = {int(b.key_epoch[b.slot_key[s]]) for s in occupied}
+        epochs_in_use.add(math.floor(now / self.store.settings.key_epoch_s))
+        keys_with_bytes = np.flatnonzero(b.keys.reshape(len(b.keys), -1).any(axis=1))
+        assert {int(b.key_epoch[k]) for k in keys_with_bytes} <= epochs_in_use
+        assert not np.any(np.delete(b.key_refs, keys_with_bytes))
 
 
 _QUICK = settings(max_examples=40, stateful_step_count=30, deadline=None,

@@ -126,8 +126,8 @@ _CHILD = textwrap.dedent("""
     mode = sys.argv[1]
 
     def nonzero():
-        b = store._buf
-        arrays = (b.rows, b.born, b.served, b.seq, b.state, b.rotated, b.scratch, b.keys.keys)
+        b = store.raw_buffers()
+        arrays = (b.rows, b.born, b.served, b.seq, b.state, b.rotated, b.scratch, b.keys)
         return sum(int(np.count_nonzero(a)) for a in arrays)
 
     def report(signum, frame):  # the handler that was there before the store's
@@ -199,5 +199,5 @@ def test_template_and_key_buffers_are_locked_against_swap(
     store = make_store(capacity=64)
     buffers = raw(store)
     expected = (buffers["rows"].nbytes + buffers["rotated"].nbytes + buffers["scratch"].nbytes
-                + buffers["keys"].nbytes + store._keys._uniform.nbytes)
+                + buffers["keys"].nbytes + store.raw_buffers().key_scratch.nbytes)
     assert LOCKS.locked_bytes + LOCKS.refused_bytes - asked == expected
