@@ -126,6 +126,9 @@ class _TallyingPipeline:
     def embed(self, frame_bgr: np.ndarray, face: Face, out: np.ndarray) -> None:
         self._inner.embed(frame_bgr, face, out)
 
+    def scrub(self) -> None:
+        self._inner.scrub()
+
 
 def videos(dirs: list[Path]) -> list[Path]:
     found = sorted(p for d in dirs for p in d.rglob("*")

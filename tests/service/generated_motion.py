@@ -150,3 +150,6 @@ class GeneratedPipeline:
     def embed(self, frame: np.ndarray, face: Face, out: np.ndarray) -> None:
         out[:] = 0.0
         out[0] = 1.0
+
+    def scrub(self) -> None:
+        pass  # no network, no activations

@@ -101,6 +101,7 @@ class FakePipeline:
         self.lookalikes: dict[int, tuple[int, float]] = {}
         self.detect_calls = 0
         self.embed_calls = 0
+        self.scrubs_after_embed: list[int] = []  # embed_calls at each scrub
         self._rng = np.random.default_rng(7)
         self.fail_next_detect = False
 
@@ -127,6 +128,9 @@ class FakePipeline:
         base = identity(face.pid) if like is None else lookalike(face.pid, *like)
         v = base + self.noise * self._rng.standard_normal(DIM).astype(np.float32)
         out[:] = v / np.linalg.norm(v)
+
+    def scrub(self) -> None:
+        self.scrubs_after_embed.append(self.embed_calls)
 
 
 @dataclass

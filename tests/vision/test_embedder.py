@@ -17,7 +17,7 @@ import pytest
 
 from dispenser.config import VisionSettings
 from dispenser.errors import DispenserError
-from dispenser.vision.embedder import DLIB_MODEL, Embedder
+from dispenser.vision.embedder import DLIB_MODEL, SFACE_MODEL, Embedder
 from dispenser.vision.model_files import load_card, packaged_model_path
 
 MODEL = "dlib_face_recognition_resnet_model_v1"
@@ -127,25 +127,32 @@ def _assert_owned_buffers_zero(embedder: Embedder) -> None:
     assert not embedder._descriptors.view(np.uint8).any()
 
 
-@pytest.mark.parametrize("batch", [False, True])
 def test_owned_buffers_hold_the_face_only_during_the_run(
-        dlib_golden: dict[str, np.ndarray], batch: bool) -> None:
+        dlib_golden: dict[str, np.ndarray]) -> None:
     """onnxruntime reads/writes the owned arrays (non-zero during the run), zeros after;
-    every face run is followed by a scrub run on the zeroed chip."""
+    the scrub run on the zeroed chip comes only when asked for (once per decision)."""
     embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=4)
     spy = _SpySession(embedder)
-    if batch:
-        embedder.embed_batch(dlib_golden["chips"][:3], np.empty((3, 128), np.float32))
-    else:
-        embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
-    # first use of a batch size: a planning run on zeros, the face, the scrub
-    assert spy.runs == [(False, True), (True, True), (False, True)]
+    embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
+    # first use of a batch size: a planning run on zeros, then the face; no scrub yet
+    assert spy.runs == [(False, True), (True, True)]
     _assert_owned_buffers_zero(embedder)
     embedder.embed(dlib_golden["chips"][1], np.empty(128, np.float32))
-    second = [(True, True), (False, True)]
-    if batch:  # batch size 1 is new to this embedder: planned on zeros first
-        second = [(False, True), *second]
-    assert spy.runs[3:] == second
+    assert spy.runs[2:] == [(True, True)]
+    embedder.scrub()                          # one scrub for both faces
+    assert spy.runs[3:] == [(False, True)]
+    embedder.scrub()                          # nothing embedded since: no run
+    assert len(spy.runs) == 4
+    _assert_owned_buffers_zero(embedder)
+
+
+def test_a_batch_is_scrubbed_before_it_returns(dlib_golden: dict[str, np.ndarray]) -> None:
+    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=4)
+    spy = _SpySession(embedder)
+    embedder.embed_batch(dlib_golden["chips"][:5], np.empty((5, 128), np.float32))
+    # chunks of 4 and 1, each planned on zeros first; then one scrub run per size used
+    assert spy.runs[:4] == [(False, True), (True, True), (False, True), (True, True)]
+    assert sorted(spy.runs[4:]) == [(False, True), (False, True)]
     _assert_owned_buffers_zero(embedder)
 
 
@@ -154,7 +161,10 @@ def test_owned_buffers_are_zeroised_when_a_run_fails(dlib_golden: dict[str, np.n
     spy = _SpySession(embedder, fail_on_face=True)
     with pytest.raises(RuntimeError, match="injected"):
         embedder.embed(dlib_golden["chips"][0], np.empty(128, np.float32))
-    assert spy.runs == [(False, True), (True, True), (False, True)]
+    assert spy.runs == [(False, True), (True, True)]
+    _assert_owned_buffers_zero(embedder)
+    embedder.close()                          # the failed face's activations too
+    assert spy.runs[2:] == [(False, True)]
     _assert_owned_buffers_zero(embedder)
 
 
@@ -263,45 +273,84 @@ import sys
 import numpy as np
 from dispenser.vision.ort_session import create_session
 session = create_session(open(sys.argv[1], "rb").read(), threads=1, name="probe")
-pooled = session.run([sys.argv[3]], {"chip": np.load(sys.argv[2])})[0]
-sys.stdout.buffer.write(np.ascontiguousarray(pooled, np.float32).tobytes())
+pooled = np.ascontiguousarray(session.run([sys.argv[3]], {"chip": np.load(sys.argv[2])})[0],
+                              np.float32)
+sys.stdout.buffer.write(np.int64(pooled.size).tobytes() + pooled.tobytes())
 """
 
 
-def test_scrub_run_overwrites_onnxruntimes_copy_of_the_pooled_features(
-        dlib_golden: dict[str, np.ndarray], tmp_path: Path) -> None:
-    """The 256 pooled features (the template is `features @ W`) are in onnxruntime's arena
-    right after a face run and gone once embed() returns.
-
-    The features are computed by a child process (the same model with the pooling output
-    exposed, same session settings) and read straight into the reference array, so this
-    process holds no copy other than the ones the embedder's session made."""
+def _features_before_the_last_layer(model_name: str, chip: np.ndarray,
+                                     tmp_path: Path) -> np.ndarray:
+    """The input of the network's final fully connected layer (the template is one matrix
+    product away from it) for `chip`, computed by a child process (the same model with
+    that tensor exposed, same session settings) and read straight into the returned
+    array, so this process holds no copy other than the ones the embedder makes."""
     onnx = pytest.importorskip("onnx", reason="onnx builds the probe model")
     import subprocess
     import sys
 
-    from dispenser.privacy.memscan import scan_own_memory
-
-    model = onnx.load(str(packaged_model_path(f"{MODEL}.onnx")))
-    (pool,) = [n.output[0] for n in model.graph.node if n.op_type == "GlobalAveragePool"]
-    model.graph.output.append(onnx.helper.make_tensor_value_info(pool, onnx.TensorProto.FLOAT,
-                                                                 None))
+    model = onnx.load(str(packaged_model_path(f"{model_name}.onnx")))
+    *_, last = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
+    features = last.input[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        features, onnx.TensorProto.FLOAT, None))
     onnx.save(model, str(tmp_path / "probe.onnx"))
-    chip = np.ascontiguousarray(dlib_golden["chips"][4][::-1])  # the ramp upside down: unique
     np.save(tmp_path / "chip.npy", chip[None])
-    reference = np.zeros((1, 256), np.float32)
     child = subprocess.Popen(
         [sys.executable, "-c", _POOLED_FEATURES_CHILD, str(tmp_path / "probe.onnx"),
-         str(tmp_path / "chip.npy"), pool], stdout=subprocess.PIPE, bufsize=0)
+         str(tmp_path / "chip.npy"), features], stdout=subprocess.PIPE, bufsize=0)
     assert child.stdout is not None
-    view, got = memoryview(reference).cast("B"), 0
-    while got < reference.nbytes and (n := child.stdout.readinto(view[got:])):
-        got += n
-    assert child.wait() == 0 and got == reference.nbytes and reference.any()
+    size = np.zeros(1, np.int64)  # the element count first, then the features themselves
+    for target in (size, None):
+        if target is None:
+            target = reference = np.zeros((1, int(size[0])), np.float32)
+        view, got = memoryview(target).cast("B"), 0
+        while got < target.nbytes and (n := child.stdout.readinto(view[got:])):
+            got += n
+        assert got == target.nbytes
+    assert child.wait() == 0 and reference.any()
+    return reference
 
-    embedder = Embedder(threads=1, model=DLIB_MODEL, batch_capacity=1)
+
+@pytest.mark.parametrize("model", [DLIB_MODEL, SFACE_MODEL])
+def test_scrub_overwrites_onnxruntimes_copy_of_the_features(
+        dlib_golden: dict[str, np.ndarray], tmp_path: Path, model: str) -> None:
+    """The features before the last layer are in onnxruntime's arena right after a face
+    run, still there when embed() returns (positive control: the scan finds them), and
+    gone after the decision's scrub()."""
+    from dispenser.privacy.memscan import scan_own_memory
+
+    embedder = Embedder(threads=1, model=model, batch_capacity=1)
+    size = embedder.chip_shape[0]
+    # the ramp upside down, cut to the chip size: no other test embeds it
+    chip = np.ascontiguousarray(dlib_golden["chips"][4][::-1][:size, :size])
+    reference = _features_before_the_last_layer(model, chip, tmp_path)
     during: list[tuple[int, ...]] = []
     _SpySession(embedder, on_face=lambda: during.append(scan_own_memory(reference).hits))
     embedder.embed(chip, np.empty(128, np.float32))
-    assert during == [(1,)]  # positive control: the copy exists right after the face run
+    assert during == [(1,)]
+    assert scan_own_memory(reference).hits == (1,)   # embed alone leaves them
+    embedder.scrub()
+    assert scan_own_memory(reference).hits == (0,)
+
+
+def test_closing_the_pipeline_scrubs_its_embedder(
+        dlib_golden: dict[str, np.ndarray], tmp_path: Path,
+        astronaut_bgr: np.ndarray) -> None:
+    """FacePipeline.close() (and so every `with FacePipeline(...)`) leaves no features."""
+    from dispenser.privacy.memscan import scan_own_memory
+    from dispenser.vision.pipeline import FacePipeline
+
+    embedder = Embedder(threads=1, model=SFACE_MODEL, batch_capacity=1)
+    chips: list[np.ndarray] = []
+    _SpySession(embedder, on_face=lambda: chips.append(embedder._chips[0].copy()))
+    pipe = FacePipeline(VisionSettings(threads=1), embedder=embedder)
+    faces = pipe.detect(astronaut_bgr)
+    pipe.embed(astronaut_bgr, faces[0], np.empty(128, np.float32))
+    (chip,) = chips
+    reference = _features_before_the_last_layer(SFACE_MODEL, chip, tmp_path)
+    chips.clear()
+    chip.fill(0)
+    assert scan_own_memory(reference).hits == (1,)
+    pipe.close()
     assert scan_own_memory(reference).hits == (0,)

@@ -179,6 +179,9 @@ def test_embed_zeroises_even_when_the_embedder_fails(astronaut_bgr: np.ndarray) 
             assert chip.any()  # the chip really held the face
             raise DispenserError("embedder failed")
 
+        def scrub(self) -> None:
+            pass
+
     pipe = FacePipeline(Settings().vision, threads=1, embedder=Broken())
     faces = pipe.detect(astronaut_bgr)
     with pytest.raises(DispenserError, match="embedder failed"):

@@ -46,6 +46,8 @@ class PipelineLike(Protocol):
 
     def embed(self, frame_bgr: np.ndarray, face: Any, out: np.ndarray) -> None: ...
 
+    def scrub(self) -> None: ...           # overwrite the embedder's activations of faces
+
 
 class TrackerLike(Protocol):
     def update(self, faces: list[Any]) -> list[Any]: ...

@@ -85,6 +85,7 @@ class DispenserService:
         self._frames = frames
         self._store = store
         self._pipeline = pipeline
+        self._embedded_unscrubbed = False  # an embedding happened since the last scrub
         self._display = display
         self._motor = motor
         self._tracker = tracker if tracker is not None else _default_tracker(clock)
@@ -187,6 +188,7 @@ class DispenserService:
         if self._worker.wait(CLOSE_WAIT_S):
             self._collect_outcome(self._clock.now())
         self._worker.close()
+        self._scrub_embedder()
         self.hold.release()
         self._frames.close()
         self._next_status_file = self._clock.now()
@@ -200,6 +202,7 @@ class DispenserService:
             return False
         if step.target in (State.IDLE, State.FAULT, State.BUTTON, State.FACE_SEEN):
             self.hold.clear()
+            self._scrub_embedder()
         if step.target is State.FAULT:
             self.counters.faults += 1
         level = logging.DEBUG if step.target in (State.FACE_SEEN, State.HOLD_STILL,
@@ -442,6 +445,7 @@ class DispenserService:
             return
         if self.hold.wants_embedding(float(target.face.score), now):
             try:
+                self._embedded_unscrubbed = True
                 self._pipeline.embed(frame, target.face, self.hold.scratch)
                 self.hold.keep(float(target.face.score), now)
                 self.counters.embeddings += 1
@@ -456,11 +460,19 @@ class DispenserService:
         """The hold restarts (for `track_id`, or for nobody)."""
         self._fire(Event.FACE_UNSTEADY)
         self._progress = 0.0
+        self._scrub_embedder()  # the embeddings of the abandoned hold serve no decision
         if track_id is None:
             self.hold.clear()
         else:
             self._advice = Message.LOOK_AT_CAMERA
             self.hold.start(track_id, now)
+
+    def _scrub_embedder(self) -> None:
+        """Once per hold, after its last embedding (decided or abandoned): overwrite the
+        embedder's activations of the face, so none outlives the decision it served."""
+        if self._embedded_unscrubbed:
+            self._embedded_unscrubbed = False
+            self._pipeline.scrub()
 
     def _decide(self, track_id: int, now: float) -> None:
         self._fire(Event.HOLD_COMPLETE)
@@ -474,6 +486,7 @@ class DispenserService:
             return
         finally:
             self.hold.clear()
+            self._scrub_embedder()
         self.counters.decisions += 1
         if decision.dispense:
             # A likely (not certain) match gets the shorter ribbon; its template is kept

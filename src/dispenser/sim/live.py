@@ -84,6 +84,9 @@ class WatchedPipeline:
     def embed(self, frame_bgr: np.ndarray, face: Any, out: np.ndarray) -> None:
         self._inner.embed(frame_bgr, face, out)
 
+    def scrub(self) -> None:
+        self._inner.scrub()
+
     def close(self) -> None:
         closer = getattr(self._inner, "close", None)
         if closer is not None:

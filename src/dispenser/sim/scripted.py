@@ -134,6 +134,9 @@ class SyntheticVision:
             raise ValueError("not a face of the synthetic camera")
         out[:] = self._templates[face.visit]
 
+    def scrub(self) -> None:
+        """Nothing to overwrite: the stand-in runs no network."""
+
 
 @dataclass(frozen=True, eq=False)
 class _SyntheticFace(Face):

@@ -12,10 +12,12 @@ Where the face data lives (so that it can be zeroised): the chip is copied into 
 array this class owns, the network writes its descriptor into an output array this class
 owns (both bound with onnxruntime I/O binding, so onnxruntime reads and writes those exact
 bytes rather than arrays it allocates), and the template is written into the caller's
-buffer. Both owned arrays are overwritten with zeros after every call, even a failed one,
-and the network is then run once more on the zeroed chip, so that onnxruntime's own
-intermediate activations of the face (kept in its memory arena, which nothing clears) are
-overwritten too (`_scrub`).
+buffer. Both owned arrays are overwritten with zeros after every call, even a failed one.
+onnxruntime's own intermediate activations of the face stay in its memory arena (which
+nothing clears) until `scrub()` runs the network once on a zeroed chip, overwriting them:
+the caller scrubs once per decision (after its last embedding, whether the decision was
+made or not), `embed_batch` and `close()` scrub before returning. One scrub per decision,
+not one per face, keeps the embedder's cost at one network run per face.
 
 The session comes from `dispenser.vision.ort_session.create_session` (intra-op threads =
 settings.vision.threads, inter-op 1, sequential, ORT_ENABLE_ALL, CPU memory arena on). For
@@ -119,6 +121,7 @@ class Embedder:
         self._chips = locked_buffer((batch_capacity, *self.chip_shape), np.uint8)
         self._descriptors = locked_buffer((batch_capacity, self.template_size), np.float32)
         self._bindings: dict[int, Any] = {}
+        self._unscrubbed: set[int] = set()  # batch sizes run on faces since the last scrub
 
     @classmethod
     def from_settings(cls, vision: VisionSettings) -> Embedder:
@@ -132,7 +135,7 @@ class Embedder:
         A new binding is run once on the zeroed buffers before any face goes through it:
         onnxruntime plans its memory pattern on the first run of a shape, so from then on
         every run of that shape puts each activation at the same place, which is what lets
-        `_scrub` overwrite them.
+        `scrub` overwrite them.
         """
         binding = self._bindings.get(n)
         if binding is None:
@@ -144,26 +147,33 @@ class Embedder:
             binding.bind_ortvalue_output(self._output_name,
                                          OrtValue.ortvalue_from_numpy(self._descriptors[:n]))
             self._bindings[n] = binding
-            self._scrub(binding)
+            self._run_on_zeros(binding)
         return binding
 
-    def _scrub(self, binding: Any) -> None:
-        """Zeroise the owned buffers and run the network on them (all-black chips).
-
-        The run overwrites onnxruntime's intermediate activations of the previous face with
-        those of a black chip. Without it they stay in onnxruntime's memory until the next
-        face, however long that takes; among them are the 256 pooled features from which
-        the template is one matrix product away (tests/vision/test_embedder.py scans the
-        process memory for them). It doubles the cost of a call (docs/performance.md).
-        """
+    def _run_on_zeros(self, binding: Any) -> None:
+        """Zeroise the owned buffers and run the network on them (all-black chips)."""
         self.zeroise()
         self._session.run_with_iobinding(binding)
         self.zeroise()
 
+    def scrub(self) -> None:
+        """Overwrite onnxruntime's intermediate activations of every face embedded since
+        the last scrub with those of a black chip (one run per batch size used).
+
+        Without it they stay in onnxruntime's memory until the next face, however long
+        that takes; among them are the pooled features from which the template is one
+        matrix product away (tests/vision/test_embedder.py scans the process memory for
+        them). Cheap when nothing was embedded since the last scrub (no run).
+        """
+        while self._unscrubbed:
+            self._run_on_zeros(self._bindings[self._unscrubbed.pop()])
+
     def _run_normalised(self, chips: np.ndarray, out: np.ndarray) -> None:
-        """Embed len(chips) <= batch_capacity chips into `out`, then scrub every buffer."""
+        """Embed len(chips) <= batch_capacity chips into `out`, then zeroise the owned
+        buffers (onnxruntime's activations wait for `scrub`)."""
         n = len(chips)
         binding = self._binding(n)
+        self._unscrubbed.add(n)
         try:
             np.copyto(self._chips[:n], chips)
             self._session.run_with_iobinding(binding)
@@ -174,7 +184,7 @@ class Embedder:
                                      "(zero or non-finite); the model file may be damaged")
             np.divide(raw, norms[:, None], out=out)
         finally:
-            self._scrub(binding)
+            self.zeroise()
 
     def embed(self, chip: np.ndarray, out: np.ndarray) -> None:
         """Write the L2-normalised template of one aligned chip into `out`.
@@ -182,21 +192,31 @@ class Embedder:
         chip: uint8 RGB `chip_shape` (the card's input), aligned as the card says.
         out:  float32 (template_size,), owned by the caller (who zeroises it when its time
               is up).
+        The caller calls `scrub()` once the decision this face serves is made.
         """
         _check_array(chip, "face chip", self.chip_shape, np.uint8)
         _check_array(out, "template buffer", (self.template_size,), np.float32, writeable=True)
         self._run_normalised(chip[None], out[None])
 
     def embed_batch(self, chips: np.ndarray, out: np.ndarray) -> None:
-        """Templates of chips (N, *chip_shape) uint8 into out (N, template_size), N >= 0."""
+        """Templates of chips (N, *chip_shape) uint8 into out (N, template_size), N >= 0;
+        scrubbed before it returns (also on error)."""
         n = chips.shape[0] if isinstance(chips, np.ndarray) and chips.ndim == 4 else 0
         _check_array(chips, "face chips", (n, *self.chip_shape), np.uint8,
                      shown_shape=f"(N, {', '.join(map(str, self.chip_shape))})")
         _check_array(out, "template buffer", (n, self.template_size), np.float32,
                      writeable=True)
-        for start in range(0, n, self.batch_capacity):
-            stop = min(start + self.batch_capacity, n)
-            self._run_normalised(chips[start:stop], out[start:stop])
+        try:
+            for start in range(0, n, self.batch_capacity):
+                stop = min(start + self.batch_capacity, n)
+                self._run_normalised(chips[start:stop], out[start:stop])
+        finally:
+            self.scrub()
+
+    def close(self) -> None:
+        """Scrub onnxruntime's activations and zeroise the owned buffers."""
+        self.scrub()
+        self.zeroise()
 
     def zeroise(self) -> None:
         """Overwrite the chip and descriptor buffers onnxruntime reads and writes with zeros."""

@@ -10,7 +10,9 @@ Where face pixels live: the RGB copy of the frame and the grey copy for the qual
 are held in buffers allocated once per frame size, locked against swap where the OS
 allows, and overwritten with zeros after every call (also on error); so is the 150x150
 chip. The template is written only into the caller's array. Nothing here logs a frame,
-crop, landmark set or template.
+crop, landmark set or template. The embedder's own activations of the faces are
+overwritten by `scrub()`, which the caller runs once per decision (after its last
+`embed`); `embed_largest_face` and `close` scrub before returning.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class EmbedderLike(Protocol):
     chip_shape: tuple[int, int, int]
 
     def embed(self, chip: npt.NDArray[np.uint8], out: npt.NDArray[np.float32]) -> None: ...
+
+    def scrub(self) -> None: ...
 
 
 class _Scratch:
@@ -124,7 +128,8 @@ class FacePipeline:
         """Write the L2-normalised template of `face` (found in this frame) into `out`.
 
         out: float32 (template size,), owned by the caller. The chip and the RGB copy are zeroised
-        before this returns, whether it succeeds or not.
+        before this returns, whether it succeeds or not; call `scrub()` once the decision
+        this face serves is made.
         """
         frame = to_bgr8(frame_bgr, "camera frame")
         if frame is None:
@@ -149,11 +154,20 @@ class FacePipeline:
         faces = self.detect(frame_bgr)
         if not faces:
             return None
-        self.embed(frame_bgr, faces[0], out)
+        try:
+            self.embed(frame_bgr, faces[0], out)
+        finally:
+            self.scrub()
         return faces[0]
 
+    def scrub(self) -> None:
+        """Overwrite the embedder's activations of every face embedded since the last
+        scrub (a no-op when there was none): once per decision, after its last `embed`."""
+        self._embedder.scrub()
+
     def close(self) -> None:
-        """Zeroise and unlock every buffer this pipeline holds."""
+        """Scrub the embedder, and zeroise and unlock every buffer this pipeline holds."""
+        self.scrub()
         self._rgb.release()
         self._grey.release()
         zeroise(self._chip)
