@@ -24,12 +24,14 @@ def rig_factory(clock: VirtualClock) -> Iterator[Callable[..., Rig]]:
     stores: list[TemplateStore] = []
 
     def make(settings: Settings | None = None, store: Any = None,
-             motor: MotorConnection | None = None, rule: ThresholdRule | None = None) -> Rig:
+             motor: MotorConnection | None = None, rule: ThresholdRule | None = None,
+             pipeline: FakePipeline | None = None) -> Rig:
         """A rig with FakeMotor, or with the real link to the simulated controller; its
-        store (unless given) uses `rule`, else the settings' rule."""
+        store (unless given) uses `rule`, else the settings' rule; its pipeline (unless
+        given) a plain FakePipeline."""
         s = settings or make_settings()
         source = ScriptedSource()
-        pipeline = FakePipeline()
+        pipeline = pipeline or FakePipeline()
         if store is None:
             store = TemplateStore(s.store, rule=rule or rule_for(s), clock=clock,
                                   start_sweeper=False, zeroise_on_signals=False)

@@ -66,6 +66,7 @@ def draw(people: list[Person]) -> np.ndarray:
 class FakeQuality:
     ok: bool
     reason: str
+    frame_rank: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)

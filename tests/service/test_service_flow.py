@@ -6,9 +6,19 @@ and firmware_sim: test_service_end_to_end.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
-from service_doubles import Person, Rig, draw, identity
+from service_doubles import (
+    FakeFace,
+    FakePipeline,
+    FakeQuality,
+    Person,
+    Rig,
+    draw,
+    identity,
+    lookalike,
+)
 
 from dispenser.service import Message, State
 
@@ -211,3 +221,40 @@ def test_closing_during_a_dispense_resolves_it_first(rig_factory: Callable[..., 
     assert rig.store.counters().commits == 1
     assert rig.svc.counters.served == 1
     assert rig.svc.hold.buffers_zero()
+
+
+class TurningPipeline(FakePipeline):
+    """Person 1 turned (`turned`): the face still passes the gate but ranks low, and its
+    template agrees only 0.3 with the frontal one. The detector's score is the same either
+    way, as the real detector's is (~1.0 on every face that passes the gate)."""
+
+    turned = False
+
+    def detect(self, frame: np.ndarray) -> list[FakeFace]:
+        rank = 0.1 if self.turned else 0.9
+        return [replace(f, quality=FakeQuality(f.quality.ok, f.quality.reason, rank))
+                for f in super().detect(frame)]
+
+    def embed(self, frame: np.ndarray, face: FakeFace, out: np.ndarray) -> None:
+        super().embed(frame, face, out)
+        if face.quality.frame_rank < 0.5:
+            out[:] = lookalike(9, 1, 0.3)
+
+
+def test_a_hold_keeps_its_most_frontal_frames(rig_factory: Callable[..., Rig]) -> None:
+    """A repeat visitor who is still turning towards the machine when the hold starts is
+    recognised: the frontal frames later in the hold replace the turned first ones."""
+    pipeline = TurningPipeline()
+    rig = rig_factory(pipeline=pipeline)
+    _served_then_left(rig, 1)
+    assert rig.motor.dispensed == [600]
+    rig.clock.advance(60.0)
+    rig.scene = [Person(1)]
+    pipeline.turned = True
+    rig.run_for(1.5)                 # three embeddings of the turned face fill the hold
+    pipeline.turned = False
+    rig.run_for(4.5)
+    rig.scene = []
+    rig.run_for(3.0)
+    assert rig.svc.counters.decisions == 2
+    assert rig.motor.dispensed == [600] and rig.svc.counters.denied == 1

@@ -58,13 +58,13 @@ def test_hold_still_keeps_the_best_k_and_builds_a_unit_probe() -> None:
     hold = HoldStill(3.0, k=3)
     hold.start(7, now=0.0)
     t = 0.0
-    scores = [0.90, 0.95, 0.80, 0.99, 0.85]
+    ranks = [0.90, 0.95, 0.80, 0.99, 0.85]   # frame ranks (QualityReport.frame_rank)
     kept = 0
-    for score in scores:
+    for rank in ranks:
         t += 0.5                              # min gap 3 / (2 * 3) = 0.5 s
-        if hold.wants_embedding(score, t):
+        if hold.wants_embedding(rank, t):
             hold.scratch[:] = identity(1)
-            hold.keep(score, t)
+            hold.keep(rank, t)
             kept += 1
         assert not hold.scratch.any()         # the scratch is wiped after every keep
     assert hold.collected == 3 and kept == 4  # 0.85 cannot beat the kept 0.90/0.95/0.99

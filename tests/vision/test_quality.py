@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -9,9 +11,11 @@ import pytest
 from dispenser.vision import face as codes
 from dispenser.vision.detector import Detection, MtcnnDetector
 from dispenser.vision.quality import (
+    LIMITS,
     MAX_YAW_RATIO,
     assess_faces,
     dominant_index,
+    gate_reason,
     pose_ratios,
 )
 
@@ -100,6 +104,38 @@ def test_synthetic_failures_in_check_order() -> None:
     # A face box entirely outside the image has nothing to measure.
     outside = _det(FRONTAL, box=(400, 400, 480, 480))
     assert not assess_faces(grey, [outside])[0].ok
+
+
+def test_frame_rank_prefers_the_frontal_and_the_sharp_face(
+        astronaut: tuple[np.ndarray, Detection]) -> None:
+    """A hold keeps its best frames by this rank, not by the detector's score (~1.0 on
+    every face that passes the gate)."""
+    grey = np.full((300, 300), 128, np.uint8)
+    grey[::2] = 40
+    turned = FRONTAL.copy()
+    turned[2, 0] += 40 * MAX_YAW_RATIO * 0.6
+    frontal, half_turned = assess_faces(grey, [_det(FRONTAL)])[0], \
+        assess_faces(grey, [_det(turned)])[0]
+    assert frontal.ok and half_turned.ok
+    assert frontal.frame_rank == pytest.approx(1.0)
+    assert half_turned.frame_rank == pytest.approx(0.4, abs=1e-3)
+    astro_grey, det = astronaut
+    (sharp,) = assess_faces(astro_grey, [det])
+    (soft,) = assess_faces(cv2.GaussianBlur(astro_grey, (0, 0), 1.2), [det])
+    assert soft.ok and soft.frame_rank < sharp.frame_rank
+
+
+def test_gate_reason_with_a_limit_lifted() -> None:
+    """Measurement scripts judge the same measurements with one limit replaced."""
+    grey = np.full((300, 300), 128, np.uint8)
+    grey[::2] = 40
+    turned = FRONTAL.copy()
+    turned[2, 0] += 40 * (MAX_YAW_RATIO + 0.05)
+    report = assess_faces(grey, [_det(turned)])[0]
+    assert gate_reason(report, 0.999, True) == codes.NOT_FRONTAL == report.reason
+    lifted = replace(LIMITS, max_yaw_ratio=MAX_YAW_RATIO + 0.1)
+    assert gate_reason(report, 0.999, True, lifted) == codes.OK
+    assert gate_reason(report, 0.9, True, lifted) == codes.LOW_SCORE
 
 
 def test_several_faces_only_when_no_face_dominates() -> None:

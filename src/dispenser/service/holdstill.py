@@ -1,8 +1,9 @@
 """Hold still: which face is served, how long it has been steady, and the one template
 built from that steady period.
 
-Why a mean of several templates: a single frame can be slightly blurred or badly lit;
-averaging the best K embeddings taken across the hold-still period (then re-normalising)
+Why a mean of several templates: a single frame can be slightly blurred, badly lit or
+turned; averaging the best K embeddings taken across the hold-still period (best by the
+quality gate's `frame_rank`: the most frontal, sharpest frames; then re-normalising)
 gives a steadier probe, so a repeat visitor is recognised more reliably and a stranger is
 less likely to be confused with someone else.
 
@@ -57,7 +58,7 @@ class HoldStill:
         self._slots: np.ndarray = self._block[:k]
         self.scratch: np.ndarray = self._block[k]  # pipeline.embed writes here
         self._probe: np.ndarray = self._block[k + 1]
-        self._scores = np.full(k, -np.inf, np.float64)
+        self._ranks = np.full(k, -np.inf, np.float64)
         self._used = np.zeros(k, bool)
         self._min_gap = hold_still_s / (2 * k)     # at most ~2K embeddings per hold
         self.track_id: int | None = None
@@ -82,21 +83,22 @@ class HoldStill:
         held = min(now - self._since, steady_s)
         return max(0.0, min(1.0, held / self.hold_still_s))
 
-    def wants_embedding(self, score: float, now: float) -> bool:
-        """True if a face of this detector score, now, could improve the kept set."""
+    def wants_embedding(self, rank: float, now: float) -> bool:
+        """True if a face of this frame rank (`QualityReport.frame_rank`), now, could
+        improve the kept set."""
         if self._last_embed_at is not None and now - self._last_embed_at < self._min_gap:
             return False
-        return not self._used.all() or score > float(self._scores.min())
+        return not self._used.all() or rank > float(self._ranks.min())
 
-    def keep(self, score: float, now: float) -> None:
+    def keep(self, rank: float, now: float) -> None:
         """Take the template the pipeline just wrote into `scratch` (then zeroise it)."""
         self._last_embed_at = now
         self.embeds += 1
         free = np.flatnonzero(~self._used)
-        slot = int(free[0]) if free.size else int(np.argmin(self._scores))
-        if free.size or score > self._scores[slot]:
+        slot = int(free[0]) if free.size else int(np.argmin(self._ranks))
+        if free.size or rank > self._ranks[slot]:
             self._slots[slot] = self.scratch
-            self._scores[slot] = score
+            self._ranks[slot] = rank
             self._used[slot] = True
         self.scratch.fill(0.0)
 
@@ -125,7 +127,7 @@ class HoldStill:
 
     def _wipe_slots(self) -> None:
         self._slots.fill(0.0)
-        self._scores.fill(-np.inf)
+        self._ranks.fill(-np.inf)
         self._used.fill(False)
 
     def buffers_zero(self) -> bool:

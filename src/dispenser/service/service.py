@@ -443,11 +443,12 @@ class DispenserService:
             # let a blink or glance pass (this face fails the gate): the hold continues,
             # but this frame is neither embedded nor decided on.
             return
-        if self.hold.wants_embedding(float(target.face.score), now):
+        rank = float(target.face.quality.frame_rank)
+        if self.hold.wants_embedding(rank, now):
             try:
                 self._embedded_unscrubbed = True
                 self._pipeline.embed(frame, target.face, self.hold.scratch)
-                self.hold.keep(float(target.face.score), now)
+                self.hold.keep(rank, now)
                 self.counters.embeddings += 1
             except Exception as exc:
                 self.hold.scratch.fill(0.0)

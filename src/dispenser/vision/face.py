@@ -29,8 +29,10 @@ REASONS: Final = (OK, TOO_SMALL, BLURRY, TOO_DARK, TOO_BRIGHT, NOT_FRONTAL, LOW_
 
 @dataclass(frozen=True)
 class QualityReport:
-    """The gate's verdict on one face: `ok`, the first failed check's `reason` code, and the
-    measurements it was decided on (plain numbers about image quality, not identity)."""
+    """The gate's verdict on one face: `ok`, the first failed check's `reason` code, the
+    measurements it was decided on (plain numbers about image quality, not identity), and
+    `frame_rank`, how good the frame is to embed (higher is better: more frontal, sharper),
+    by which a hold keeps its best frames."""
 
     ok: bool
     reason: str
@@ -41,6 +43,7 @@ class QualityReport:
     yaw_ratio: float = 0.0
     pitch_ratio: float = 0.0
     roll_deg: float = 0.0
+    frame_rank: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)

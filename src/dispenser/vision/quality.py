@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Final
 
 import cv2
@@ -115,25 +116,67 @@ def region_stats(grey: npt.NDArray[np.uint8], box: tuple[float, float, float, fl
     return sharpness, brightness, clipped
 
 
+@dataclass(frozen=True)
+class GateLimits:
+    """The gate's limits in one value, the module constants by default; measurement
+    scripts (bench/quality_limits.py) judge the same measurements with one limit lifted."""
+
+    min_score: float = MIN_SCORE
+    min_inter_ocular_px: float = MIN_INTER_OCULAR_PX
+    max_yaw_ratio: float = MAX_YAW_RATIO
+    pitch_ratio_range: tuple[float, float] = PITCH_RATIO_RANGE
+    max_roll_deg: float = MAX_ROLL_DEG
+    brightness_range: tuple[float, float] = BRIGHTNESS_RANGE
+    max_clipped_fraction: float = MAX_CLIPPED_FRACTION
+    min_sharpness: float = MIN_SHARPNESS
+
+
+LIMITS: Final = GateLimits()
+
+SHARP_ENOUGH: Final = 2 * MIN_SHARPNESS
+"""Above this Laplacian variance a frame counts as fully sharp when frames are ranked."""
+
+
+def frame_rank(m: QualityReport, limits: GateLimits = LIMITS) -> float:
+    """How good a passing face is to embed, 0 (worst) to 1: (1 - |yaw| / yaw limit) x
+    min(sharpness / SHARP_ENOUGH, 1). The detector's score cannot choose a hold's frames
+    (it is ~1.0 on nearly every face that passes the gate), while the template of a face
+    turned further agrees less with the same person's other templates (docs/vision.md);
+    among sharp frames the most frontal wins, and one near the blur floor counts half."""
+    frontal = 1.0 - min(abs(m.yaw_ratio) / limits.max_yaw_ratio, 1.0)
+    return frontal * min(m.sharpness / SHARP_ENOUGH, 1.0)
+
+
+def gate_reason(m: QualityReport, score: float, dominant: bool,
+                limits: GateLimits = LIMITS) -> str:
+    """The reason code for a face with measurements `m` (its `ok` and `reason` are not
+    read) and detector `score`: the first failing check in the gate's order, or OK."""
+    pitch_low, pitch_high = limits.pitch_ratio_range
+    dark, bright = limits.brightness_range
+    checks = (
+        (not dominant, codes.SEVERAL_FACES),
+        (score < limits.min_score, codes.LOW_SCORE),
+        (m.inter_ocular_px < limits.min_inter_ocular_px, codes.TOO_SMALL),
+        (abs(m.yaw_ratio) > limits.max_yaw_ratio or abs(m.roll_deg) > limits.max_roll_deg
+         or not pitch_low <= m.pitch_ratio <= pitch_high, codes.NOT_FRONTAL),
+        (m.brightness < dark, codes.TOO_DARK),
+        (m.brightness > bright, codes.TOO_BRIGHT),
+        (m.clipped_fraction > limits.max_clipped_fraction,
+         codes.TOO_DARK if m.brightness < 128 else codes.TOO_BRIGHT),
+        (m.sharpness < limits.min_sharpness, codes.BLURRY),
+    )
+    return next((code for failed, code in checks if failed), codes.OK)
+
+
 def _verdict(det: Detection, grey: npt.NDArray[np.uint8], dominant: bool) -> QualityReport:
     iod, yaw, pitch, roll = pose_ratios(det.landmarks)
     sharpness, brightness, clipped = region_stats(grey, det.box)
-    checks = (
-        (not dominant, codes.SEVERAL_FACES),
-        (det.score < MIN_SCORE, codes.LOW_SCORE),
-        (iod < MIN_INTER_OCULAR_PX, codes.TOO_SMALL),
-        (abs(yaw) > MAX_YAW_RATIO or abs(roll) > MAX_ROLL_DEG
-         or not PITCH_RATIO_RANGE[0] <= pitch <= PITCH_RATIO_RANGE[1], codes.NOT_FRONTAL),
-        (brightness < BRIGHTNESS_RANGE[0], codes.TOO_DARK),
-        (brightness > BRIGHTNESS_RANGE[1], codes.TOO_BRIGHT),
-        (clipped > MAX_CLIPPED_FRACTION, codes.TOO_DARK if brightness < 128
-         else codes.TOO_BRIGHT),
-        (sharpness < MIN_SHARPNESS, codes.BLURRY),
-    )
-    reason = next((code for failed, code in checks if failed), codes.OK)
-    return QualityReport(ok=reason == codes.OK, reason=reason, inter_ocular_px=iod,
-                         sharpness=sharpness, brightness=brightness, clipped_fraction=clipped,
-                         yaw_ratio=yaw, pitch_ratio=pitch, roll_deg=roll)
+    measured = QualityReport(ok=False, reason="", inter_ocular_px=iod, sharpness=sharpness,
+                             brightness=brightness, clipped_fraction=clipped,
+                             yaw_ratio=yaw, pitch_ratio=pitch, roll_deg=roll)
+    reason = gate_reason(measured, det.score, dominant)
+    return replace(measured, ok=reason == codes.OK, reason=reason,
+                   frame_rank=frame_rank(measured))
 
 
 def dominant_index(detections: Sequence[Detection]) -> int | None:
