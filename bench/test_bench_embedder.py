@@ -1,18 +1,24 @@
-"""Embedder speed: our onnxruntime Embedder vs OpenCV's DNN module on the same ONNX files.
+"""Embedder speed: our onnxruntime Embedder vs OpenCV's DNN module on the same ONNX files,
+for every shipped embedder model: SFace (the default) and dlib's ResNet (selectable, float32
+and int8), kept for comparison.
 
 Run: pytest bench/test_bench_embedder.py  (figures go to docs/performance.md, "Embedder").
 
-* `test_network`: one forward pass of the network on one chip, float32 and int8, 1 and 2
-  threads, on onnxruntime (the session settings of dispenser.vision.ort_session) and on
-  cv2.dnn (readNetFromONNX of the very same file), the reference runtime, in the same run.
+* `test_network`: one forward pass of the network on one chip, 1 and 2 threads, on
+  onnxruntime (the session settings of dispenser.vision.ort_session) and on cv2.dnn
+  (readNetFromONNX of the very same file), the reference runtime, in the same run.
   extra_info carries the multiply-add count of the graph and the achieved GFLOP/s.
 * `test_embed_call`: the device path, `Embedder.embed`: copy into the owned buffer, the
   network, L2-normalisation and zeroisation: one pass. The scrub run (a pass on a black
   chip that overwrites onnxruntime's activations) comes once per decision, not per face.
 * `test_gemm_rate`: onnxruntime's own float32 MatMul (1024^3) with 1 and 2 threads: the
   practical peak of this CPU for this runtime, to express the embedder as a fraction of it.
-* `test_speed_ratios`: the targets, as ratios measured here and now (interleaved runs,
-  best of many, so other load on the machine hits every contender alike).
+* `test_speed_ratios`: the targets, as ratios measured here and now (interleaved rounds,
+  the median of the per-round ratios, so other load on the machine hits every contender
+  alike).
+
+Each model is timed on the chip its card's aligner cuts from a real face (bench_faces).
+bench/test_bench_reference_libs.py compares the embedders with dlib's own C++.
 """
 
 from __future__ import annotations
@@ -23,24 +29,29 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench_timing import best_of
+from bench_faces import face_chip
+from bench_timing import median_ratios, timed_rounds
 
-from dispenser.vision.embedder import Embedder, embedder_model
+from dispenser.embedders import EMBEDDER_NAMES
+from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder, embedder_model
 from dispenser.vision.model_files import load_card, packaged_model_path
 
-GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "data" / "dlib_resnet_golden.npz"
-PRECISIONS = ("float32", "int8")
+MODELS = sorted(EMBEDDER_MODELS)  # (embedder, precision) pairs
+MODEL_IDS = [f"{name}-{precision}" for name, precision in MODELS]
+DEFAULT_EMBEDDER = EMBEDDER_NAMES[0]
 
 
 @pytest.fixture(scope="module")
-def chip() -> np.ndarray:
-    with np.load(GOLDEN) as data:
-        return np.ascontiguousarray(data["chips"][0])
+def chips() -> dict[str, np.ndarray]:
+    """Each embedder's chip of the same face (its card's alignment)."""
+    return {name: face_chip(Embedder(threads=1, model=embedder_model(name), batch_capacity=1))
+            for name in EMBEDDER_NAMES}
 
 
 def multiply_adds(model_path: Path) -> int:
     """Multiply-adds of one chip: every Conv (out elements x in_channels x kh x kw) and
-    MatMul (rows x inner x cols) in the graph, with shapes from ONNX shape inference."""
+    MatMul or Gemm (rows x inner x cols) in the graph, with shapes from ONNX shape
+    inference."""
     onnx = pytest.importorskip("onnx", reason="onnx (extra 'test') counts the graph's FLOPs")
     from onnx import numpy_helper, shape_inference
 
@@ -55,41 +66,48 @@ def multiply_adds(model_path: Path) -> int:
         if node.op_type == "Conv":
             _, in_per_group, kh, kw = weights[node.input[1]]
             total += int(np.prod(shapes[node.output[0]])) * in_per_group * kh * kw
-        elif node.op_type == "MatMul":
+        elif node.op_type in ("MatMul", "Gemm"):
             inner, cols = weights[node.input[1]]
+            if any(a.name == "transB" and a.i for a in node.attribute):
+                inner, cols = cols, inner
             total += int(np.prod(shapes[node.output[0]][:-1])) * inner * cols
     return total
 
 
+def _model_path(name: str, precision: str) -> Path:
+    return packaged_model_path(load_card(embedder_model(name, precision)).file)
+
+
 @pytest.fixture(scope="module")
-def macs() -> int:
-    return multiply_adds(packaged_model_path(load_card(embedder_model("dlib")).file))
+def macs() -> dict[str, int]:
+    """Multiply-adds per face of each embedder (its float32 graph; int8 does the same)."""
+    return {name: multiply_adds(_model_path(name, "float32")) for name in EMBEDDER_NAMES}
 
 
-def _model_path(precision: str) -> Path:
-    return packaged_model_path(load_card(embedder_model("dlib", precision)).file)
-
-
-def ort_network(precision: str, threads: int, chip: np.ndarray) -> Callable[[], None]:
+def ort_network(name: str, precision: str, threads: int,
+                chip: np.ndarray) -> Callable[[], None]:
     from dispenser.vision.ort_session import create_session
 
-    session = create_session(_model_path(precision).read_bytes(), threads=threads,
-                             name=precision)
+    session = create_session(_model_path(name, precision).read_bytes(), threads=threads,
+                             name=f"{name} {precision}")
     feeds = {"chip": chip[None]}
     return lambda: session.run(None, feeds)
 
 
-def embedder_call(precision: str, threads: int, chip: np.ndarray) -> Callable[[], None]:
-    embedder = Embedder(threads=threads, model=embedder_model("dlib", precision), batch_capacity=1)
-    out = np.empty(128, np.float32)
+def embedder_call(name: str, precision: str, threads: int,
+                  chip: np.ndarray) -> Callable[[], None]:
+    embedder = Embedder(threads=threads, model=embedder_model(name, precision),
+                        batch_capacity=1)
+    out = np.empty(embedder.template_size, np.float32)
     return lambda: embedder.embed(chip, out)
 
 
-def cv2_network(precision: str, threads: int, chip: np.ndarray) -> Callable[[], None]:
+def cv2_network(name: str, precision: str, threads: int,
+                chip: np.ndarray) -> Callable[[], None]:
     """cv2.dnn on the same ONNX file; skips (quoting OpenCV's error) if it cannot run it."""
     import cv2
 
-    path = _model_path(precision)
+    path = _model_path(name, precision)
     try:
         net = cv2.dnn.readNetFromONNX(str(path))
         net.setInput(chip[None])
@@ -117,21 +135,21 @@ def _measure(benchmark: Any, run: Callable[[], None], group: str, flops: int) ->
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize(("name", "precision"), MODELS, ids=MODEL_IDS)
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_network(benchmark: Any, chip: np.ndarray, macs: int, runtime: str, precision: str,
-                 threads: int) -> None:
-    benchmark.extra_info["multiply_adds"] = macs
-    _measure(benchmark, RUNTIMES[runtime](precision, threads, chip),
-             f"network, one chip, {threads} thread(s)", 2 * macs)
+def test_network(benchmark: Any, chips: dict[str, np.ndarray], macs: dict[str, int],
+                 runtime: str, name: str, precision: str, threads: int) -> None:
+    benchmark.extra_info["multiply_adds"] = macs[name]
+    _measure(benchmark, RUNTIMES[runtime](name, precision, threads, chips[name]),
+             f"network, one chip, {threads} thread(s)", 2 * macs[name])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_embed_call(benchmark: Any, chip: np.ndarray, macs: int, precision: str,
-                    threads: int) -> None:
-    _measure(benchmark, embedder_call(precision, threads, chip),
-             f"Embedder.embed, {threads} thread(s)", 2 * macs)
+@pytest.mark.parametrize(("name", "precision"), MODELS, ids=MODEL_IDS)
+def test_embed_call(benchmark: Any, chips: dict[str, np.ndarray], macs: dict[str, int],
+                    name: str, precision: str, threads: int) -> None:
+    _measure(benchmark, embedder_call(name, precision, threads, chips[name]),
+             f"Embedder.embed, {threads} thread(s)", 2 * macs[name])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -157,19 +175,32 @@ def test_gemm_rate(benchmark: Any, threads: int) -> None:
                                                    1)
 
 
-def test_speed_ratios(chip: np.ndarray, macs: int) -> None:
-    contenders = {
-        "ort float32 2t": ort_network("float32", 2, chip),
-        "ort int8 2t": ort_network("int8", 2, chip),
-        "cv2 float32 2t": cv2_network("float32", 2, chip),
-        "Embedder.embed float32 2t": embedder_call("float32", 2, chip),
+def test_speed_ratios(chips: dict[str, np.ndarray], macs: dict[str, int]) -> None:
+    sface, dlib = chips[DEFAULT_EMBEDDER], chips["dlib"]
+    contenders: dict[str, Callable[[], object]] = {
+        f"{DEFAULT_EMBEDDER} ort float32": ort_network(DEFAULT_EMBEDDER, "float32", 2, sface),
+        f"{DEFAULT_EMBEDDER} cv2 float32": cv2_network(DEFAULT_EMBEDDER, "float32", 2, sface),
+        f"{DEFAULT_EMBEDDER} Embedder.embed": embedder_call(DEFAULT_EMBEDDER, "float32", 2,
+                                                            sface),
+        "dlib ort float32": ort_network("dlib", "float32", 2, dlib),
+        "dlib ort int8": ort_network("dlib", "int8", 2, dlib),
+        "dlib cv2 float32": cv2_network("dlib", "float32", 2, dlib),
     }
-    best = best_of(contenders, rounds=40)
-    for name, seconds in best.items():
-        print(f"{name}: {seconds * 1e3:.2f} ms, {2 * macs / seconds / 1e9:.1f} GFLOP/s")
-    # onnxruntime is the runtime we ship because it is much faster than the reference
-    assert best["ort float32 2t"] < 0.8 * best["cv2 float32 2t"]
-    # the int8 variant is shipped because it is measurably faster here (VNNI CPU)
-    assert best["ort int8 2t"] < 0.9 * best["ort float32 2t"]
+    measured = timed_rounds(contenders, rounds=30)
+    ratios = median_ratios(measured, f"{DEFAULT_EMBEDDER} ort float32")
+    for label in contenders:
+        best = min(r[label] for r in measured)
+        flops = 2 * macs[label.split()[0]]
+        print(f"{label}, 2 threads: best {best * 1e3:.2f} ms, {flops / best / 1e9:.1f} GFLOP/s, "
+              f"median {ratios[label]:.2f}x {DEFAULT_EMBEDDER} ort float32")
+
+    def ratio(label: str, reference: str) -> float:
+        return ratios[label] / ratios[reference]
+
+    # onnxruntime, the runtime we ship, is faster than the reference runtime on both networks
+    assert ratio(f"{DEFAULT_EMBEDDER} ort float32", f"{DEFAULT_EMBEDDER} cv2 float32") < 0.95
+    assert ratio("dlib ort float32", "dlib cv2 float32") < 0.8
     # the device path is one pass and little else (the scrub comes once per decision)
-    assert best["Embedder.embed float32 2t"] < 1.3 * best["ort float32 2t"]
+    assert ratio(f"{DEFAULT_EMBEDDER} Embedder.embed", f"{DEFAULT_EMBEDDER} ort float32") < 1.3
+    # dlib's int8 variant is shipped because it is measurably faster here (VNNI CPU)
+    assert ratio("dlib ort int8", "dlib ort float32") < 0.9
