@@ -5,12 +5,14 @@ tests/motor/test_cli_motor.py)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -157,3 +159,23 @@ def test_ctrl_c_surfacing_as_a_library_error_still_exits_130(
 
     monkeypatch.setattr("dispenser.vision.pipeline.FacePipeline.__init__", import_interrupted)
     assert main(["compare", "a.png", "b.png"]) == EXIT_INTERRUPTED
+
+
+def test_ctrl_c_while_an_audit_check_imports_a_library_exits_130(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the model-outputs check imported onnxruntime was recorded as that check
+    failing ("unexpected ImportError"), the audit went on, wrote a FAIL report and exited 1."""
+    from dispenser.audit import model_checks, registry
+    from dispenser.commands import audit
+
+    for name in audit._CHECK_MODULES:  # every check registered before the list is swapped
+        importlib.import_module(name)
+
+    def import_interrupted() -> registry.Evidence:
+        raise ImportError("initialization failed") from KeyboardInterrupt()
+
+    checks = [replace(c, run=import_interrupted) if c.run is model_checks.model_outputs else c
+              for c in registry.CHECKS]
+    monkeypatch.setattr(registry, "CHECKS", checks)
+    assert main(["audit", "--only", "model-outputs", "--out", str(tmp_path)]) == EXIT_INTERRUPTED
+    assert not any(tmp_path.iterdir())  # stopped: no report claims the check failed

@@ -25,6 +25,7 @@ from dispenser.errors import (
     DispenserError,
     NotAvailableYet,
 )
+from dispenser.interrupts import caused_by_ctrl_c
 from dispenser.logsafe import configure_logging
 
 # name -> one-line help. The module is dispenser.commands.<name with '-' as '_'>.
@@ -118,20 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_FAILURE
     except Exception as exc:
-        if not _caused_by_ctrl_c(exc):
+        if not caused_by_ctrl_c(exc):
             raise
         logging.getLogger("dispenser").info("interrupted")
         return EXIT_INTERRUPTED
 
-
-def _caused_by_ctrl_c(exc: BaseException) -> bool:
-    """Ctrl-C during a library's import can surface as that library's own error
-    (onnxruntime's `ImportError: initialization failed`, raised from KeyboardInterrupt)."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        if isinstance(link, KeyboardInterrupt):
-            return True
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
-    return False

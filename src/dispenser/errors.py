@@ -37,3 +37,4 @@ class ConfigError(DispenserError):
 
 class NotAvailableYet(DispenserError):
     """A subcommand whose capability has not landed yet."""
+

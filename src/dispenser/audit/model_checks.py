@@ -4,6 +4,7 @@ ship, and each produces exactly its documented outputs."""
 from __future__ import annotations
 
 from dispenser.audit.registry import Evidence, check, require
+from dispenser.interrupts import import_deferring_ctrl_c
 
 # The complete list of models this project may ship, with the one job each does. A model
 # file that is not here, or a model here whose graph has any other output, fails the audit.
@@ -49,7 +50,7 @@ def model_inventory() -> Evidence:
        method="Load every ONNX model with onnxruntime and compare the session's output "
               "names and shapes with its card; any extra output fails.")
 def model_outputs() -> Evidence:
-    import onnxruntime as ort
+    ort = import_deferring_ctrl_c("onnxruntime")
 
     from dispenser.vision.model_files import load_card, models_dir, read_verified_model
 

@@ -13,6 +13,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dispenser.interrupts import caused_by_ctrl_c
+
 Evidence = dict[str, int | float | str | bool]
 
 
@@ -62,7 +64,8 @@ def check(ident: str, *, invariant: str, claim: str, method: str
 
 
 def run_check(c: Check) -> CheckResult:
-    """Run one check; any exception is a failure with a one-line reason (no data)."""
+    """Run one check; any exception is a failure with a one-line reason (no data), except
+    one a Ctrl-C caused, which propagates so the command stops with exit 130."""
     start = time.perf_counter()
     result = CheckResult(c.ident, c.invariant, c.claim, c.method, passed=False)
     try:
@@ -71,6 +74,8 @@ def run_check(c: Check) -> CheckResult:
     except CheckFailed as exc:
         result.reason = str(exc)
     except Exception as exc:  # a crashing check is a failed check, reported by type and place
+        if caused_by_ctrl_c(exc):  # Ctrl-C, not the guarantee: stop the audit (exit 130)
+            raise
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         result.reason = (f"unexpected {type(exc).__name__} at "
                          f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}")

@@ -27,11 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 from dispenser.errors import DispenserError
+from dispenser.interrupts import import_deferring_ctrl_c
 
 
 def create_session(model: bytes, *, threads: int, name: str) -> Any:
     """An onnxruntime CPU session of `model` (already hash-checked) named `name` in errors."""
-    import onnxruntime as ort
+    ort = import_deferring_ctrl_c("onnxruntime")
 
     if threads < 1:
         raise DispenserError(f"onnxruntime threads for {name} must be at least 1, got {threads}")
