@@ -4,64 +4,15 @@ for driving the controller logic directly."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import serial
+from motor_rig import LINK_SETTINGS, SPEED, TEST_LIMITS, HoldableClock, RawClient
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings
 from dispenser.motor import MotorLink
-from dispenser.motor import protocol as P
 from firmware_sim import Limits, SimulatedController
-
-# Fast but realistic ratios: 3000 mm/s, so a 600 mm ribbon takes 0.2 s.
-SPEED = 20.0
-TEST_LIMITS = dict(max_run_ms=1500, jam_ms=150)
-LINK_SETTINGS = dict(timeout_s=0.15, retries=3, heartbeat_s=0.2)
-
-
-class HoldableClock:
-    """The device clock, except that a test can stop simulated time for a moment.
-
-    Runs with `BootClock` until `hold()`; from then on `now()` stays put (the simulated
-    motor feeds nothing, no firmware timeout moves) until `release()`, after which time
-    runs on from where it stopped. A fault test holds it across a fault that lands between
-    two passes of the firmware loop: on a board that gap is microseconds; on a loaded or
-    emulated host the simulator's pass can take milliseconds, during which a real-time
-    plant at 3000 mm/s would feed paper no board would.
-    """
-
-    def __init__(self) -> None:
-        self._real = BootClock()
-        self._lock = threading.Lock()
-        self._offset = 0.0              # held time so far, taken off the real clock
-        self._held_at: float | None = None
-
-    def now(self) -> float:
-        with self._lock:
-            if self._held_at is not None:
-                return self._held_at
-            return self._real.now() - self._offset
-
-    def hold(self) -> None:
-        with self._lock:
-            if self._held_at is None:
-                self._held_at = self._real.now() - self._offset
-
-    def release(self) -> None:
-        with self._lock:
-            if self._held_at is not None:
-                self._offset = self._real.now() - self._held_at
-                self._held_at = None
-
-    def sleep_until(self, deadline: float, cancel: threading.Event) -> bool:
-        while self.now() < deadline:
-            if cancel.wait(min(0.005, max(0.0, deadline - self.now()))):
-                return False
-        return True
 
 
 @pytest.fixture
@@ -106,107 +57,8 @@ def crc16_bitwise() -> Callable[[bytes], int]:
     return _crc16_bitwise
 
 
-def request_budget(settings: SerialSettings) -> float:
-    """The longest one request may take by contract (all attempts timing out)."""
-    return (settings.retries + 1) * settings.timeout_s
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    """Poll `cond` (a state reached by another thread) until true or timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
-
-
-class RawClient:
-    """Byte-level access to the controller over the pty: the protocol without the link."""
-
-    def __init__(self, path: str) -> None:
-        self.ser = serial.Serial(path, 115200, timeout=0.05)
-        self.parser = P.FrameParser()
-        self.frames: list[P.Frame] = []
-
-    def send(self, msg_type: int, seq: int, payload: bytes = b"", version: int = P.VERSION
-             ) -> None:
-        self.ser.write(P.encode_frame(msg_type, seq, payload, version))
-
-    def send_bytes(self, data: bytes) -> None:
-        self.ser.write(data)
-
-    def expect(self, pred: Callable[[P.Frame], bool], timeout_s: float = 2.0) -> P.Frame:
-        """The first frame (already received or arriving) matching `pred`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for i, f in enumerate(self.frames):
-                if pred(f):
-                    del self.frames[: i + 1]
-                    return f
-            if time.monotonic() > deadline:
-                raise AssertionError("expected frame did not arrive")
-            self.frames.extend(self.parser.feed(self.ser.read(256)))
-
-    def reply_to(self, seq: int, timeout_s: float = 2.0) -> P.Frame:
-        return self.expect(lambda f: f.status == P.OK and f.seq == seq, timeout_s)
-
-    def hello(self, seq: int = 1, session: int = 7, heartbeat_ms: int = 3000) -> P.Frame:
-        self.send(P.HELLO, seq, bytes((P.VERSION,)) + P.u16(session) + P.u16(heartbeat_ms))
-        return self.reply_to(seq)
-
-    def close(self) -> None:
-        self.ser.close()
-
-
 @pytest.fixture
 def raw(sim: SimulatedController) -> Iterator[RawClient]:
     c = RawClient(sim.device_path)
     yield c
     c.close()
-
-
-class FakeBoard:
-    """A board for the controller logic alone: every input is a plain attribute."""
-
-    features = (P.CAP_ENCODER | P.CAP_PAPER_SENSOR | P.CAP_DOOR_SWITCH | P.CAP_BUTTON
-                | P.CAP_CURRENT_SENSE | P.CAP_RETAINED_RECORD)
-
-    def __init__(self) -> None:
-        self.on = False
-        self.starts = 0
-        self.pos = 0
-        self.paper = True
-        self.door = False
-        self.driver_fault = False
-        self.buttons = 0
-        self.retained: list[int] | None = None
-
-    def motor(self, on: bool) -> None:
-        if on and not self.on:
-            self.starts += 1
-        self.on = on
-
-    def position_mm(self) -> int:
-        return self.pos
-
-    def paper_present(self) -> bool:
-        return self.paper
-
-    def door_open(self) -> bool:
-        return self.door
-
-    def fault(self) -> bool:
-        return self.driver_fault
-
-    def button_count(self) -> int:
-        return self.buttons
-
-    def paper_left_mm(self) -> int:
-        return -1
-
-    def retained_load(self) -> list[int] | None:
-        return self.retained
-
-    def retained_store(self, words: list[int]) -> None:
-        self.retained = list(words)

@@ -3,7 +3,7 @@ runs), driven frame by frame on a fake board and a hand-moved millisecond clock.
 
 from __future__ import annotations
 
-from conftest import FakeBoard
+from motor_rig import FakeBoard
 
 from dispenser.motor import protocol as P
 from firmware_sim.controller import HEARTBEAT_MAX_MS, HEARTBEAT_MIN_MS, Controller, Limits

@@ -4,10 +4,10 @@ every step."""
 
 from __future__ import annotations
 
-from conftest import FakeBoard
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from motor_rig import FakeBoard
 
 from dispenser.motor import protocol as P
 from firmware_sim.controller import Controller, Limits

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import LINK_SETTINGS, TEST_LIMITS, HoldableClock, request_budget, wait_for
+from motor_rig import LINK_SETTINGS, TEST_LIMITS, HoldableClock, request_budget, wait_for
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings

@@ -16,9 +16,9 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import FakeBoard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from motor_rig import FakeBoard
 
 from dispenser.clock import VirtualClock
 from dispenser.config import SerialSettings

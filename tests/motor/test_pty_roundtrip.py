@@ -12,7 +12,7 @@ import tty
 
 import pytest
 import serial
-from conftest import RawClient, request_budget, wait_for
+from motor_rig import RawClient, request_budget, wait_for
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings

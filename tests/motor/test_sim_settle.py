@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import RawClient
+from motor_rig import RawClient
 
 from dispenser.clock import VirtualClock
 from dispenser.motor import protocol as P
