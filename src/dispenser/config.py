@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dispenser.embedders import EMBEDDER_NAMES
+from dispenser.embedders import EMBEDDER_NAMES, PRECISIONS
 from dispenser.errors import ConfigError
 from dispenser.tomlfile import read_toml
 
@@ -144,8 +144,9 @@ class VisionSettings(_Section):
         "(kept for comparison); its model card holds the calibration the decision rule uses",
         choices=EMBEDDER_NAMES)
     embedder_precision: str = _setting(
-        "float32", "face embedder weights: float32, or int8 (dlib only: faster, "
-        "docs/performance.md)", choices=("float32", "int8"))
+        "float32", "face embedder weights: float32, or int8 (faster where the CPU has int8 "
+        "dot products, each with its own model card: docs/performance.md)",
+        choices=PRECISIONS)
     idle_detect_hz: float = _setting(
         2.0, "detection rate while nobody is in view", lo=0.1, hi=30.0)
     decision_cooldown_s: float = _setting(
@@ -154,13 +155,6 @@ class VisionSettings(_Section):
     watchdog_s: float = _setting(
         10.0, "no frame processed for this long is a fault (camera re-opened)",
         lo=1.0, hi=300.0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.embedder_precision == "int8" and self.embedder != "dlib":
-            raise ConfigError(
-                f"config: vision.embedder_precision = \"int8\" ships only for vision.embedder "
-                f"= \"dlib\", not \"{self.embedder}\"")
 
 
 @dataclass(frozen=True)

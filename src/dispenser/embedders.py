@@ -28,14 +28,27 @@ EMBEDDER_CARDS: MappingProxyType[str, str] = MappingProxyType({
 
 EMBEDDER_NAMES: tuple[str, ...] = tuple(EMBEDDER_CARDS)
 
+# (settings.vision.embedder, settings.vision.embedder_precision) -> the card of the model that
+# runs. Each int8 variant (models/quantize_embedder.py) has a card of its own, with its own
+# calibration where one was measured: its scores are not the float32 model's.
+EMBEDDER_MODELS: MappingProxyType[tuple[str, str], str] = MappingProxyType({
+    **{(name, "float32"): card for name, card in EMBEDDER_CARDS.items()},
+    **{(name, "int8"): f"{card}_int8" for name, card in EMBEDDER_CARDS.items()},
+})
 
-def embedder_card(embedder: str) -> str:
-    """The card name of `embedder`; one line naming the setting if there is none."""
+PRECISIONS: tuple[str, ...] = ("float32", "int8")
+
+
+def embedder_card(embedder: str, precision: str = "float32") -> str:
+    """The card name of `embedder` at `precision`; one line naming the setting if there is
+    none."""
     try:
-        return EMBEDDER_CARDS[embedder]
+        return EMBEDDER_MODELS[(embedder, precision)]
     except KeyError:
-        raise DispenserError(f"vision.embedder = {embedder!r} names no shipped embedder "
-                             f"(available: {', '.join(EMBEDDER_NAMES)})") from None
+        have = ", ".join(f"{e}/{p}" for e, p in EMBEDDER_MODELS)
+        raise DispenserError(f"vision.embedder = {embedder!r} at embedder_precision "
+                             f"{precision!r} names no shipped model (available: {have})"
+                             ) from None
 
 
 def card_path(card: str) -> Path:

@@ -128,7 +128,8 @@ def _similarity(args: argparse.Namespace, settings: Settings) -> SimilarityTable
     from dispenser.sim.similarity import simulator_table
 
     return simulator_table(args.similarity, args.similarity_group,
-                           embedder_card(settings.vision.embedder))
+                           embedder_card(settings.vision.embedder,
+                                         settings.vision.embedder_precision))
 
 
 # ------------------------------------------------------------------------------- crowd

@@ -279,8 +279,8 @@ def _provisional_threshold(card: str) -> float:
 
 
 @functools.lru_cache(maxsize=16)
-def _rule(match: MatchSettings, embedder: str) -> MatchRule:
-    card = embedder_card(embedder)
+def _rule(match: MatchSettings, embedder: str, precision: str) -> MatchRule:
+    card = embedder_card(embedder, precision)
     tail = card_tail(card)
     provisional = tail is None and match.threshold is None
     return MatchRule(
@@ -291,8 +291,9 @@ def _rule(match: MatchSettings, embedder: str) -> MatchRule:
 
 
 def rule_for(settings: Settings) -> MatchRule:
-    """The rule `settings` configure (`[match]` and the `vision.embedder`'s card)."""
-    return _rule(settings.match, settings.vision.embedder)
+    """The rule `settings` configure (`[match]` and the card of the model that runs:
+    `vision.embedder` at `vision.embedder_precision`)."""
+    return _rule(settings.match, settings.vision.embedder, settings.vision.embedder_precision)
 
 
 def threshold_for(live_count: int, settings: Settings) -> float:

@@ -25,8 +25,9 @@ import numpy.typing as npt
 
 from dispenser import perf
 from dispenser.config import Settings
+from dispenser.embedders import EMBEDDER_MODELS
 from dispenser.vision.align import aligner_for
-from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.embedder import Embedder
 from dispenser.vision.face import Face
 from dispenser.vision.images import load_image_bgr
 from dispenser.vision.pipeline import FacePipeline

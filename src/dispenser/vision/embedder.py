@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dispenser.embedders import EMBEDDER_CARDS
+from dispenser.embedders import EMBEDDER_CARDS, embedder_card
 from dispenser.errors import DispenserError
 from dispenser.privacy.memory import locked_buffer, zeroise
 from dispenser.vision.model_files import ModelCard, load_card, read_verified_model
@@ -46,23 +46,8 @@ if TYPE_CHECKING:
 
 SFACE_MODEL = EMBEDDER_CARDS["sface"]
 DLIB_MODEL = EMBEDDER_CARDS["dlib"]
-# (settings.vision.embedder, settings.vision.embedder_precision) -> packaged model: the card
-# of dispenser.embedders for float32; dlib also ships an int8 variant
-# (models/quantize_dlib_resnet.py makes it from the float32 one).
-EMBEDDER_MODELS = {
-    **{(name, "float32"): card for name, card in EMBEDDER_CARDS.items()},
-    ("dlib", "int8"): f"{DLIB_MODEL}_int8",
-}
-
-
-def embedder_model(embedder: str, precision: str = "float32") -> str:
-    """The packaged model name of an embedder at a precision; one line if there is none."""
-    try:
-        return EMBEDDER_MODELS[(embedder, precision)]
-    except KeyError:
-        have = ", ".join(f"{e}/{p}" for e, p in EMBEDDER_MODELS)
-        raise DispenserError(f"vision: no {precision} model of embedder {embedder!r} ships "
-                             f"(available: {have})") from None
+# The vision layer's name for the lookup: which packaged model runs for the settings.
+embedder_model = embedder_card
 
 
 def _check_array(value: object, what: str, shape: tuple[int, ...], dtype: type, *,
