@@ -32,8 +32,8 @@ import pytest
 from bench_faces import face_chip
 from bench_timing import median_ratios, timed_rounds
 
-from dispenser.embedders import EMBEDDER_NAMES
-from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder, embedder_model
+from dispenser.embedders import EMBEDDER_MODELS, EMBEDDER_NAMES
+from dispenser.vision.embedder import Embedder, embedder_model
 from dispenser.vision.model_files import load_card, packaged_model_path
 
 MODELS = sorted(EMBEDDER_MODELS)  # (embedder, precision) pairs

@@ -46,9 +46,9 @@ from bench_faces import camera_frames_bgr, face_chip
 from bench_timing import median_ratios, timed_rounds
 
 from dispenser.config import VisionSettings
-from dispenser.embedders import EMBEDDER_NAMES
+from dispenser.embedders import EMBEDDER_MODELS, EMBEDDER_NAMES
 from dispenser.vision import FacePipeline
-from dispenser.vision.embedder import EMBEDDER_MODELS, Embedder
+from dispenser.vision.embedder import Embedder
 
 INSTALL = "pip install '.[bench]' && pip install --no-deps face-recognition==1.3.0"
 THREADS = (1, 2)
