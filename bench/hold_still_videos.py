@@ -10,7 +10,8 @@ probe with a refusal (nothing is stored, nothing dispensed). Reported: how many 
 decided, how many within `--limit-s`, the median, 90th percentile and longest time from the
 first frame to the first decision, and what the frames were like: the share without a face
 and failing each quality check, how far the face box moves from frame to frame, and how
-far heads are turned (yaw ratio, `dispenser.vision.quality`).
+far heads are turned (yaw ratio, `dispenser.vision.quality`); and, for the clips never
+decided, a count per the verdict most of their frames fail the gate with.
 
 Privacy: aggregate numbers only. No frame, crop, landmark, template or per-clip figure is
 printed or written anywhere (progress on stderr is a count), and each frame is overwritten
@@ -94,15 +95,17 @@ class _Tally:
 
     def __init__(self) -> None:
         self.reasons: Counter[str] = Counter()
+        self.clip_reasons: Counter[str] = Counter()  # the current clip's, reset per clip
         self.jitter: list[float] = []
         self.yaw: list[float] = []
 
     def add(self, faces: list[Face], previous: Face | None) -> None:
+        reason = faces[0].quality.reason if faces else "no face"
+        self.reasons[reason] += 1
+        self.clip_reasons[reason] += 1
         if not faces:
-            self.reasons["no face"] += 1
             return
         face = faces[0]
-        self.reasons[face.quality.reason] += 1
         self.yaw.append(abs(face.quality.yaw_ratio))
         if previous is not None and previous.width > 0:
             (x0, y0), (x1, y1) = previous.centre, face.centre
@@ -187,6 +190,12 @@ def time_to_decision(path: Path, pipeline: FacePipeline, settings: Settings,
     return (None if store.decided_at is None else store.decided_at - t0), count / fps
 
 
+def _main_failure(reasons: Counter[str]) -> str:
+    """The commonest verdict of a clip's frames other than a pass ("ok" if none failed)."""
+    failures = Counter({why: n for why, n in reasons.items() if why != "ok"})
+    return failures.most_common(1)[0][0] if failures else "ok"
+
+
 def _percentiles(values: list[float], *qs: float) -> str:
     if not values:
         return "n/a"
@@ -205,19 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     tally = _Tally()
     times: list[float] = []
     undecided_short = undecided = 0
+    undecided_why: Counter[str] = Counter()
     with FacePipeline(settings.vision, threads=settings.vision.threads) as pipeline:
         for i, path in enumerate(clips, 1):
             print(f"clip {i}/{len(clips)}", file=sys.stderr, flush=True)
+            tally.clip_reasons.clear()
             took, length = time_to_decision(path, pipeline, settings, tally)
             if took is not None:
                 times.append(took)
             else:
                 undecided += 1
                 undecided_short += length < args.limit_s
+                undecided_why[_main_failure(tally.clip_reasons)] += 1
     within = sum(t <= args.limit_s for t in times)
     print(f"clips: {len(clips)} (hold_still_s = {settings.vision.hold_still_s:g})")
     print(f"decided: {len(times)}, within {args.limit_s:g} s: {within}; undecided: "
           f"{undecided} ({undecided_short} of them shorter than {args.limit_s:g} s)")
+    if undecided:
+        print("undecided clips by the reason most of their frames fail the gate with: "
+              + ", ".join(f"{why} {n}" for why, n in undecided_why.most_common()))
     if times:
         print(f"time to decision: median {statistics.median(times):.2f} s, "
               f"{_percentiles(times, 90)} s, longest {max(times):.2f} s")

@@ -106,6 +106,24 @@ def test_synthetic_failures_in_check_order() -> None:
     assert not assess_faces(grey, [outside])[0].ok
 
 
+@pytest.mark.parametrize(("scale", "dark", "bright", "reason"), [
+    (30 / 40, 40, 128, codes.OK),          # eyes 30 px apart: SFace's template holds up
+    (26 / 40, 40, 128, codes.TOO_SMALL),
+    (1.0, 20, 70, codes.OK),                # face mean grey 45: still reliable
+    (1.0, 10, 58, codes.TOO_DARK),          # mean 34
+])
+def test_the_size_and_darkness_floors_measured_with_sface(
+        scale: float, dark: int, bright: int, reason: str) -> None:
+    """The floors docs/vision.md "The quality limits" derives: eye distance 28 px, face
+    mean grey 40 (they were 32 px and 55)."""
+    grey = np.full((300, 300), bright, np.uint8)
+    grey[::2] = dark                      # stripes: sharp at any mean
+    centre = np.array([120, 120], np.float32)
+    landmarks = (FRONTAL - centre) * scale + centre
+    (report,) = assess_faces(grey, [_det(landmarks)])
+    assert report.reason == reason
+
+
 def test_frame_rank_prefers_the_frontal_and_the_sharp_face(
         astronaut: tuple[np.ndarray, Detection]) -> None:
     """A hold keeps its best frames by this rank, not by the detector's score (~1.0 on

@@ -28,19 +28,25 @@ MIN_SCORE: Final = 0.95
 """O-Net already drops < 0.7; between 0.7 and 0.95 are mostly half-hidden or strongly
 turned faces and face-like clutter, whose templates are unreliable."""
 
-MIN_INTER_OCULAR_PX: Final = 32.0
-"""dlib's chip puts the eye centres ~54 px apart; below 32 px in the frame the chip is an
-upsampling by more than 1.7x and fine detail (what separates two similar people) is gone.
-At 640x480 this is a person about 1.2 m from a typical 60-70 degree webcam."""
+MIN_INTER_OCULAR_PX: Final = 28.0
+"""The SFace chip puts the eye centres ~35 px apart (dlib's ~54); faces shrunk until the
+eyes are 20-40 px apart give templates that agree with the same person's full-size
+frontal ones as well as unshrunk frames do, and no better with anyone else's
+(bench/quality_limits.py, docs/vision.md "The quality limits"). 28 keeps a margin for what
+shrinking a frame does not show (a far face's focus and noise; the blur check catches the
+worst) and keeps the scan to people at the machine: about 1.4 m from a typical 60-70
+degree webcam at 640x480."""
 
 MAX_YAW_RATIO: Final = 0.30
 """Horizontal offset of the nose tip from the eye midpoint, over the eye distance: about
 0 facing the camera, (nose depth / eye distance) x tan(turn) otherwise, i.e. 0.4-0.5 at
 45 degrees. 0.30 is a turn of roughly 30-35 degrees (less for a flatter nose). People
-standing at a machine and talking sit mostly below 0.2 with glances beyond; the embedder's
-template of a 0.25-0.35 face still agrees with the same person's frontal one about as well
-as two frontal frames do, and less with anyone else (measured on the tuning videos,
-docs/vision.md). Beyond it the chip is a half-profile: turned away."""
+standing at a machine and talking sit mostly below 0.2 with glances beyond. Measured with
+SFace (docs/vision.md "The quality limits"): up to 0.30 every frame's template agrees
+with the same person's frontal ones above the refusal threshold; from 0.30 to 0.40, 6-9 %
+of frames fall below it (a repeat-take missed), from 0.40 most do, and other people's
+photos turned 0.30-0.35 reach the refusal threshold more often than frontal ones. So it
+stays at 0.30: beyond it a face is turned away."""
 
 PITCH_RATIO_RANGE: Final = (0.30, 0.85)
 """Nose tip height between eye line (0) and mouth line (1). Facing the camera it is ~0.4-
@@ -53,9 +59,14 @@ MAX_ROLL_DEG: Final = 30.0
 while talking; beyond that a head is usually also turned, and the detector's landmarks get
 less accurate there."""
 
-BRIGHTNESS_RANGE: Final = (55.0, 210.0)
+BRIGHTNESS_RANGE: Final = (40.0, 210.0)
 """Mean grey level of the face region (0-255). Outside it, the face is under- or
-over-exposed enough that the embedder sees mostly noise or washed-out skin."""
+over-exposed enough that the embedder sees mostly noise or washed-out skin. The floor is
+measured with SFace on frontal faces darkened (gain and sensor noise): down to a mean of
+25 their templates agree with the same person's as reliably as at normal light, and no
+better with anyone else's; below 25 some fall under the refusal threshold (docs/vision.md
+"The quality limits"). 40 keeps a margin. A dim face also loses contrast, which the
+sharpness check measures, so a dim face that is also soft fails as blurry."""
 
 MAX_CLIPPED_FRACTION: Final = 0.20
 """Share of face pixels at <= 5 or >= 250 (crushed shadows or blown highlights). A harsh
