@@ -21,6 +21,7 @@ firmware_sim (its motor on the wall clock at 20x speed, so rounds do not wait fo
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,19 +112,30 @@ def test_hold_complete_to_wire(benchmark: Any, pipeline: FacePipeline, motor: Mo
     latencies: list[float] = []
     visits: list[_Visit] = []
 
-    def setup() -> tuple[tuple[_Visit, int], dict[str, Any]]:
+    def watch_motor(starts: int, started_at: list[float]) -> None:
+        """On its own thread: when the controller starts its motor, whatever the service
+        thread is doing then (it scrubs the embedder after handing the job over)."""
+        while sim.motor_starts == starts:
+            time.sleep(0.00005)
+        started_at.append(time.perf_counter())
+
+    def setup() -> tuple[tuple[_Visit, threading.Thread, list[float]], dict[str, Any]]:
         visit = _Visit(pipeline, motor.link, person_frame)
         visits.append(visit)
         while (visit.display.last_progress or 0.0) < 0.95:  # a frame or two before the end
             visit.tick()
-        return (visit, sim.motor_starts), {}
+        started_at: list[float] = []
+        watcher = threading.Thread(target=watch_motor, args=(sim.motor_starts, started_at),
+                                   daemon=True)
+        watcher.start()
+        return (visit, watcher, started_at), {}
 
-    def last_frames_to_wire(visit: _Visit, starts: int) -> None:
+    def last_frames_to_wire(visit: _Visit, watcher: threading.Thread,
+                            started_at: list[float]) -> None:
         while visit.hold_done_at is None:
             visit.tick()
-        while sim.motor_starts == starts:                 # the controller has not started
-            time.sleep(0.00005)
-        latencies.append(time.perf_counter() - visit.hold_done_at)
+        watcher.join()
+        latencies.append(started_at[0] - visit.hold_done_at)
 
     benchmark.group = "service: hold-still complete -> dispense command on the wire"
     benchmark.pedantic(last_frames_to_wire, setup=setup, rounds=12, iterations=1)

@@ -16,18 +16,20 @@ from service_doubles import Person, Rig
 def test_one_scrub_per_decision_after_its_last_embedding(
         rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory()
-    states: list[str] = []
+    seen: list[tuple[str, bool]] = []
     scrub = rig.pipeline.scrub
 
     def watched_scrub() -> None:
-        states.append(rig.svc.state.value)
+        seen.append((rig.svc.state.value, rig.svc.motor_busy))
         scrub()
 
     rig.pipeline.scrub = watched_scrub  # type: ignore[method-assign]
     rig.scene = [Person(1)]
     rig.run_for(6.0)
     assert rig.svc.counters.decisions == 1
-    assert states == ["decide"]              # right after the decision, not later
+    # in the same step as the decision, once the motor has its job (the scrub is a whole
+    # network pass: done before the hand-off it would delay the ribbon)
+    assert seen == [("dispensing", True)]
     embedded = rig.pipeline.embed_calls
     assert embedded > 1                      # several embeddings in the hold, one scrub
     assert rig.pipeline.scrubs_after_embed == [embedded]

@@ -479,6 +479,14 @@ class DispenserService:
         self._fire(Event.HOLD_COMPLETE)
         self._decided[track_id] = now
         try:
+            self._decide_and_act(now)
+        finally:
+            # After the motor has its job: the scrub is one network pass, which would
+            # otherwise stand between the decision and the ribbon.
+            self._scrub_embedder()
+
+    def _decide_and_act(self, now: float) -> None:
+        try:
             decision = self._store.decide(self.hold.build_probe())
         except Exception as exc:
             event(_log, "store_decide_failed", logging.ERROR, kind=type(exc).__name__)
@@ -487,7 +495,6 @@ class DispenserService:
             return
         finally:
             self.hold.clear()
-            self._scrub_embedder()
         self.counters.decisions += 1
         if decision.dispense:
             # A likely (not certain) match gets the shorter ribbon; its template is kept
