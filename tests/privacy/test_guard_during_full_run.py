@@ -71,9 +71,11 @@ def _run_with_phone_home(tmp_path: Path, data_dir: Path, prefix: list[str]
     cfg.write_text(f'[vision]\nhold_still_s = 1.0\nthreads = 1\n[camera]\nsource = "{video}"\n'
                    '[serial]\nport = "sim"\n', encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(evil)}
+    # --every-frame: played like a live camera, a slow host drops face frames as late and
+    # may leave too few for the hold-still; replayed completely, every one is analysed.
     done = subprocess.run(
         [*prefix, sys.executable, "-m", "dispenser", "run", "--config", str(cfg),
-         "--status-dir", str(tmp_path / "run")],
+         "--every-frame", "--status-dir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=180, check=False, env=env)
     assert not stolen.exists()
     return done
@@ -83,7 +85,11 @@ def test_socket_and_write_are_refused_during_a_full_run(tmp_path: Path, data_dir
     done = _run_with_phone_home(tmp_path, data_dir, [])
     assert done.returncode == 0, done.stderr[-2000:]
     log = done.stderr
-    assert "dispensed_mm=600" in log, "the run did not serve the visitor"
+    # One ribbon went out. Its length is not checked: the simulator's motor runs on real
+    # time and stops at the firmware's first loop pass past 600 mm, which a loaded host
+    # runs late (603 mm was seen); tests/service/test_service_run_command.py bounds it.
+    served = re.findall(r"dispense seq=\d+ length_mm=600 dispensed_mm=\d+ error=none", log)
+    assert len(served) == 1, "the run did not serve the visitor"
     assert "PHONE-HOME socket refused" in log and "PHONE-HOME write refused" in log
     refusals = [line for line in log.splitlines() if line.startswith("REFUSED ")]
     assert len(refusals) == 2, refusals
