@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from motor_rig import LINK_SETTINGS, SPEED, TEST_LIMITS, HoldableClock, RawClient
+from motor_rig import (
+    LINK_SETTINGS,
+    SLOW_LIMITS,
+    SLOW_SPEED,
+    SPEED,
+    TEST_LIMITS,
+    HoldableClock,
+    RawClient,
+)
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings
@@ -24,6 +32,16 @@ def sim_clock() -> HoldableClock:
 def sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
     s = SimulatedController(clock=sim_clock, speed=SPEED, seed=1234,
                             limits=Limits(**TEST_LIMITS))
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def slow_sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
+    """A simulated controller whose ribbons take seconds (motor_rig.SLOW_SPEED)."""
+    s = SimulatedController(clock=sim_clock, speed=SLOW_SPEED, seed=1234,
+                            limits=Limits(**SLOW_LIMITS))
     s.start()
     yield s
     s.stop()

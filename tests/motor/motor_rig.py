@@ -20,7 +20,18 @@ from dispenser.motor import protocol as P
 # Fast but realistic ratios: 3000 mm/s, so a 600 mm ribbon takes 0.2 s.
 SPEED = 20.0
 TEST_LIMITS = dict(max_run_ms=1500, jam_ms=150)
-LINK_SETTINGS = dict(timeout_s=0.15, retries=3, heartbeat_s=0.2)
+# A reply is waited for 0.4 s per attempt: at 0.15 s a loaded 2-core host (the firmware
+# thread not scheduled in time) made healthy exchanges time out four times in a row.
+LINK_SETTINGS = dict(timeout_s=0.4, retries=3, heartbeat_s=0.2)
+# A plant at 600 mm/s that may run 10 s: a ribbon outlasts a reply timeout (a 600 mm one
+# takes 1 s), so a lost reply is made up by a resend, not by the DONE; and a heartbeat
+# timeout of a few hundred milliseconds ends a 1500 mm ribbon (2.5 s) however late the
+# firmware thread runs (at SPEED that ribbon took 0.5 s, and a loaded host let it finish).
+SLOW_SPEED = 4.0
+SLOW_LIMITS = dict(max_run_ms=10_000, jam_ms=150)
+# How long a test waits for another thread to reach a state: only a hang guard (waits
+# return as soon as the state is reached), generous for a loaded host.
+WAIT_S = 30.0
 
 
 class HoldableClock:
@@ -69,7 +80,7 @@ def request_budget(settings: SerialSettings) -> float:
     return (settings.retries + 1) * settings.timeout_s
 
 
-def wait_for(cond: Callable[[], bool], timeout_s: float = 3.0) -> bool:
+def wait_for(cond: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
     """Poll `cond` (a state reached by another thread) until true or timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -94,7 +105,8 @@ class RawClient:
     def send_bytes(self, data: bytes) -> None:
         self.ser.write(data)
 
-    def expect(self, pred: Callable[[P.Frame], bool], timeout_s: float = 2.0) -> P.Frame:
+    def expect(self, pred: Callable[[P.Frame], bool], timeout_s: float = WAIT_S
+               ) -> P.Frame:
         """The first frame (already received or arriving) matching `pred`."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -106,7 +118,7 @@ class RawClient:
                 raise AssertionError("expected frame did not arrive")
             self.frames.extend(self.parser.feed(self.ser.read(256)))
 
-    def reply_to(self, seq: int, timeout_s: float = 2.0) -> P.Frame:
+    def reply_to(self, seq: int, timeout_s: float = WAIT_S) -> P.Frame:
         return self.expect(lambda f: f.status == P.OK and f.seq == seq, timeout_s)
 
     def hello(self, seq: int = 1, session: int = 7, heartbeat_ms: int = 3000) -> P.Frame:

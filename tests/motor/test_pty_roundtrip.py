@@ -89,12 +89,16 @@ def test_protocol_errors_over_the_pty(raw: RawClient) -> None:
     assert _error(raw.reply_to(36))[0] == "reset"
 
 
-def test_heartbeat_loss_stops_the_motor(raw: RawClient, sim: SimulatedController) -> None:
-    boot = Capabilities.decode(raw.hello(heartbeat_ms=200).payload).boot_id
-    raw.send(P.DISPENSE, 40, P.u16(1500) + P.u16(boot))  # 0.5 s at this speed
-    assert raw.reply_to(40).msg_type == P.ACK
-    name, mm = _error(raw.expect(lambda f: f.seq == 40 and f.msg_type == P.ERROR))
-    assert name == "heartbeat_lost" and 0 < mm < 1500 and not sim.motor_on
+def test_heartbeat_loss_stops_the_motor(slow_sim: SimulatedController) -> None:
+    raw = RawClient(slow_sim.device_path)
+    try:
+        boot = Capabilities.decode(raw.hello(heartbeat_ms=200).payload).boot_id
+        raw.send(P.DISPENSE, 40, P.u16(1500) + P.u16(boot))  # 5 s at this speed
+        assert raw.reply_to(40).msg_type == P.ACK
+        name, mm = _error(raw.expect(lambda f: f.seq == 40 and f.msg_type == P.ERROR))
+    finally:
+        raw.close()
+    assert name == "heartbeat_lost" and 0 < mm < 1500 and not slow_sim.motor_on
 
 
 def test_link_reports_each_mechanical_error(link: MotorLink, sim: SimulatedController
