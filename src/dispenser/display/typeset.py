@@ -1,7 +1,8 @@
 """Text set in a box: wrapped, as large as fits, centred; every line's ink box known.
 
-Chinese breaks between any two characters (never before closing punctuation), English at
-spaces. The size is the largest (down to a floor) at which every line of every block fits
+Chinese breaks between words (the words of the messages are listed in
+`messages.ZH_WORDS`; any other character stands alone), never before closing punctuation;
+English at spaces. The size is the largest (down to a floor) at which every line of every block fits
 the box; a second block (English under Chinese) is set a little smaller. `fit_px` can be
 given the widest text a message can take (hold-still at 100 %) so the size does not jump
 while the percentage counts up.
@@ -18,6 +19,7 @@ from PIL import ImageFont
 
 from dispenser.display.fonts import FontFile, font_at
 from dispenser.display.layout import Rect
+from dispenser.service.messages import ZH_WORDS
 
 SECOND_BLOCK_SCALE = 0.72
 LINE_SPACING = 1.18
@@ -25,6 +27,7 @@ UNWRAPPED_AT_LEAST = 0.7   # one line per block is worth this much of the size
 BLOCK_GAP = 0.35          # extra space between blocks, in first-block font heights
 _NO_LINE_START = set("，。、：；！？）》」…%,.;:!?)")  # noqa: RUF001
 _NO_LINE_END = set("（《「(")  # noqa: RUF001
+_WORDS_LONGEST_FIRST = sorted(ZH_WORDS, key=len, reverse=True)
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,22 @@ def _is_wide(ch: str) -> bool:
 
 
 def _tokens(text: str) -> list[str]:
-    """Unbreakable pieces: a space, a wide character (with any closing punctuation after
-    it), or a run of narrow characters (an English word)."""
+    """Unbreakable pieces: a space, a Chinese word or other wide character (with any
+    closing punctuation after it), or a run of narrow characters (an English word)."""
     tokens: list[str] = []
-    for ch in text:
+    i = 0
+    while i < len(text):
+        piece = next((w for w in _WORDS_LONGEST_FIRST if text.startswith(w, i)), text[i])
+        ch = piece[0]
         previous = tokens[-1] if tokens else " "
         joins = previous != " " and ch != " " and (
             ch in _NO_LINE_START or previous[-1] in _NO_LINE_END
             or not (_is_wide(ch) or _is_wide(previous[-1])))
         if joins:
-            tokens[-1] += ch
+            tokens[-1] += piece
         else:
-            tokens.append(ch)
+            tokens.append(piece)
+        i += len(piece)
     return tokens
 
 

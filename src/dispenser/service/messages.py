@@ -79,6 +79,16 @@ TEXTS: MappingProxyType[str, MappingProxyType[Message, str]] = MappingProxyType(
     }),
 })
 
+# The words of the Chinese texts that a line must not split (Chinese may otherwise break
+# between any two characters: "纸" at a line's end and "巾" on the next reads as two
+# words). Add the words of a new or changed text here; tests/display/test_typeset.py
+# checks that each one is used and never split.
+ZH_WORDS: frozenset[str] = frozenset({
+    "看向", "摄像头", "取纸", "按下", "按钮", "无需", "刷脸", "保持", "不动", "靠近",
+    "一点", "一位", "正在", "出纸", "本次", "较短", "近期", "领取", "纸巾", "稍后",
+    "再试", "刚刚", "使用", "用完", "联系", "工作人员", "暂时", "无法", "不想",
+})
+
 LANGUAGES: tuple[str, ...] = tuple(TEXTS)
 # What `display.language` may say: one language, or Chinese and English together.
 DISPLAY_LANGUAGES: tuple[str, ...] = ("zh+en", "zh", "en")
