@@ -20,9 +20,11 @@ from dispenser.motor import protocol as P
 # Fast but realistic ratios: 3000 mm/s, so a 600 mm ribbon takes 0.2 s.
 SPEED = 20.0
 TEST_LIMITS = dict(max_run_ms=1500, jam_ms=150)
-# A reply is waited for 0.4 s per attempt: at 0.15 s a loaded 2-core host (the firmware
-# thread not scheduled in time) made healthy exchanges time out four times in a row.
-LINK_SETTINGS = dict(timeout_s=0.4, retries=3, heartbeat_s=0.2)
+# A reply is waited for 0.4 s per attempt, and the controller stops the motor after 1.5 s
+# without a frame (3 heartbeats of 0.5 s): at 0.15 s and 0.6 s a loaded 2-core host (the
+# firmware or the link's threads not scheduled in time) made healthy exchanges time out
+# four times in a row, and a healthy ribbon end with heartbeat_lost.
+LINK_SETTINGS = dict(timeout_s=0.4, retries=3, heartbeat_s=0.5)
 # A plant at 600 mm/s that may run 10 s: a ribbon outlasts a reply timeout (a 600 mm one
 # takes 1 s), so a lost reply is made up by a resend, not by the DONE; and a heartbeat
 # timeout of a few hundred milliseconds ends a 1500 mm ribbon (2.5 s) however late the

@@ -12,7 +12,7 @@ import tty
 
 import pytest
 import serial
-from motor_rig import RawClient, request_budget, wait_for
+from motor_rig import LINK_SETTINGS, WAIT_S, RawClient, request_budget, wait_for
 
 from dispenser.clock import BootClock
 from dispenser.config import SerialSettings
@@ -143,7 +143,7 @@ def test_abort_from_another_thread(link: MotorLink, sim: SimulatedController) ->
     t.start()
     assert wait_for(lambda: sim.motor_on)
     link.abort()
-    t.join(timeout=5)
+    t.join(timeout=WAIT_S)
     assert results[0].error == "aborted" and not sim.motor_on
     assert sim.motor_starts == 1
 
@@ -153,11 +153,12 @@ def test_button_presses_are_counted_once(link: MotorLink, sim: SimulatedControll
     for _ in range(3):
         sim.press_button()
     got = 0
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + WAIT_S
     while got < 3 and time.monotonic() < deadline:
         got += link.button_presses()
         time.sleep(0.01)
-    time.sleep(0.5)  # heartbeats with the same counter must not count them again
+    # Two heartbeats later: heartbeats with the same counter must not count them again.
+    time.sleep(2.5 * LINK_SETTINGS["heartbeat_s"])
     assert got + link.button_presses() == 3
 
 
