@@ -26,14 +26,12 @@ import numpy.typing as npt
 
 from dispenser.clock import BootClock, Clock
 from dispenser.config import Settings
+from dispenser.embedders import TEMPLATE_DIM
 from dispenser.errors import DispenserError
 from dispenser.store import TemplateStore as _Store
 from dispenser.store.rule import is_match, rule_for, threshold_for
 from dispenser.vision import FacePipeline, QualityReport
 from dispenser.vision.images import load_image_bgr
-
-# The length of an identity template (the embedder's output, L2-normalised).
-TEMPLATE_DIM = 128
 
 Template = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]

@@ -36,6 +36,13 @@ EMBEDDER_MODELS: MappingProxyType[tuple[str, str], str] = MappingProxyType({
     **{(name, "int8"): f"{card}_int8" for name, card in EMBEDDER_CARDS.items()},
 })
 
+# The length of an identity template. It is each embedder card's output length, the same
+# for every embedder above (tests/vision/test_embedder_card.py checks each card), so the
+# store, the hold-still buffers, the simulator and the Python API are sized by this one
+# number whichever embedder is configured. An embedder of another length needs them sized
+# from its card instead.
+TEMPLATE_DIM = 128
+
 PRECISIONS: tuple[str, ...] = ("float32", "int8")
 
 

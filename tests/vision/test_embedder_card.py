@@ -1,13 +1,16 @@
-"""dlib's embedder (float32, int8) agrees with its card: hash, inputs, outputs, provenance."""
+"""dlib's embedder (float32, int8) agrees with its card: hash, inputs, outputs, provenance;
+every shipped embedder gives templates of the one length the rest of the program takes."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable
 
 import onnxruntime as ort
 import pytest
 
+from dispenser.embedders import EMBEDDER_MODELS, TEMPLATE_DIM
 from dispenser.errors import DispenserError
 from dispenser.vision.embedder import DLIB_MODEL, check_session_io, embedder_model
 from dispenser.vision.model_files import (
@@ -79,3 +82,22 @@ def test_int8_card_names_the_float32_model_it_was_made_from() -> None:
 def test_card_for_another_model_is_refused() -> None:
     with pytest.raises(DispenserError, match="describes"):
         load_card("some_other_model", packaged_model_path(f"{DLIB_MODEL}.toml"))
+
+
+@pytest.mark.parametrize("model", sorted(set(EMBEDDER_MODELS.values())))
+def test_every_shipped_embedder_gives_templates_of_the_one_length(model: str) -> None:
+    """The store, hold-still, simulator and Python API are sized by TEMPLATE_DIM, whichever
+    embedder is configured: each card (and so its verified graph) must give that length."""
+    card = load_card(model)
+    (output,) = card.outputs
+    assert output.shape[-1] == TEMPLATE_DIM
+
+
+def test_the_python_api_and_the_store_use_the_embedders_length() -> None:
+    from dispenser import api
+    from dispenser.service.holdstill import HoldStill
+    from dispenser.store import TemplateStore
+
+    assert api.TEMPLATE_DIM == TEMPLATE_DIM
+    assert HoldStill(3.0).scratch.shape == (TEMPLATE_DIM,)
+    assert inspect.signature(TemplateStore).parameters["dim"].default == TEMPLATE_DIM

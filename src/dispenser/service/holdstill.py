@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dispenser.embedders import TEMPLATE_DIM
 from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
 
-TEMPLATE_DIM = 128
 BEST_K = 3
 
 

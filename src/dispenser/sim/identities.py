@@ -63,9 +63,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dispenser.embedders import TEMPLATE_DIM
 from dispenser.sim.similarity import Quantiles, SimilarityTable
 
-TEMPLATE_DIM = 128
 MIN_DIM = 32
 # Look-alike tree: branching per level, and the table probability each level reproduces
 # (two people share level k with probability 2 * (1 - LEVEL_P[k])).

@@ -65,6 +65,7 @@ import numpy as np
 
 from dispenser.clock import Clock
 from dispenser.config import StoreSettings
+from dispenser.embedders import TEMPLATE_DIM
 from dispenser.errors import DispenserError
 from dispenser.logsafe import event
 from dispenser.privacy.memory import locked_buffer, unlock_pages
@@ -250,7 +251,7 @@ class TemplateStore:
     only; they chain to whatever was installed before).
     """
 
-    def __init__(self, settings: StoreSettings, *, rule: ThresholdRule, dim: int = 128,
+    def __init__(self, settings: StoreSettings, *, rule: ThresholdRule, dim: int = TEMPLATE_DIM,
                  clock: Clock, start_sweeper: bool = True,
                  zeroise_on_signals: bool = True) -> None:
         if dim < 1:
