@@ -61,14 +61,15 @@ def calibration_chips(face: np.ndarray, count: int = CALIBRATION_CHIPS,
         yield np.clip(np.rint(chip), 0, 255).astype(np.uint8)
 
 
-def dlib_faces() -> list[np.ndarray]:
-    """The aligned astronaut chip dlib itself produced (tests/data/dlib_resnet_golden.npz)."""
-    with np.load(TEST_DATA / "dlib_resnet_golden.npz") as data:
-        return [np.asarray(data["chips"][0])]
+def dlib_faces(data: Path = TEST_DATA) -> list[np.ndarray]:
+    """The aligned astronaut chip dlib itself produced (`data`/dlib_resnet_golden.npz)."""
+    with np.load(data / "dlib_resnet_golden.npz") as golden:
+        return [np.asarray(golden["chips"][0])]
 
 
-def sface_faces() -> list[np.ndarray]:
-    """The astronaut and the camera man, detected and aligned as the service aligns them."""
+def sface_faces(data: Path = TEST_DATA) -> list[np.ndarray]:
+    """The astronaut and the camera man (`data`/astronaut.png, camera.png), detected and
+    aligned as the service aligns them."""
     import cv2
 
     from dispenser.config import VisionSettings
@@ -85,7 +86,10 @@ def sface_faces() -> list[np.ndarray]:
                              max_side_px=vision.detect_max_side_px, threads=1)
     faces = []
     for name in ("astronaut.png", "camera.png"):
-        rgb = cv2.cvtColor(cv2.imread(str(TEST_DATA / name)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(data / name))
+        if bgr is None:
+            raise OSError(f"cannot read {data / name}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         found = detector.detect(rgb)
         if not found:
             raise ValueError(f"no face found in {name}")
@@ -101,7 +105,7 @@ class Recipe:
 
     float_model: str
     output: str
-    faces: Callable[[], list[np.ndarray]]
+    faces: Callable[[Path], list[np.ndarray]]  # the calibration faces, from a test-data folder
     op_types: tuple[str, ...] | None  # None: every operator onnxruntime can quantise
     keep_depthwise_float: bool
     percentile_ranges: bool
@@ -167,11 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("embedder", choices=sorted(RECIPES))
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="where to write it (default: beside the float32 model)")
+    parser.add_argument("--data", type=Path, default=TEST_DATA,
+                        help="the folder with the calibration faces (default: tests/data)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.embedder]
     output = args.output or HERE / recipe.output
     try:
-        faces = recipe.faces()
+        faces = recipe.faces(args.data)
     except (OSError, KeyError, ValueError) as exc:
         print(f"quantize_embedder: error: calibration faces: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from dispenser.store.rule import rule_for
 from dispenser.vision.embedder import Embedder
 from dispenser.vision.model_files import load_card, packaged_model_path
 
+DATA = Path(__file__).resolve().parent.parent / "data"
 every_embedder = pytest.mark.parametrize("name", EMBEDDER_NAMES)
 
 
@@ -25,7 +26,7 @@ def _faces(name: str) -> tuple[np.ndarray, ...]:
     """The public-domain faces the variant was calibrated on, aligned for `name`."""
     from dispenser.models.quantize_embedder import RECIPES
 
-    return tuple(RECIPES[name].faces())
+    return tuple(RECIPES[name].faces(DATA))
 
 
 def _templates(name: str, precision: str, chips: np.ndarray) -> np.ndarray:
@@ -92,9 +93,8 @@ def test_int8_keeps_templates_and_pair_scores_of_held_out_variants(name: str) ->
 
 def test_dlib_int8_agrees_with_float32_on_dlibs_golden_chips() -> None:
     """The chips dlib itself cut (tests/data/dlib_resnet_golden.npz), not only variants."""
-    golden = Path(__file__).resolve().parent.parent / "data" / "dlib_resnet_golden.npz"
-    with np.load(golden) as data:
-        chips = np.asarray(data["chips"])
+    with np.load(DATA / "dlib_resnet_golden.npz") as golden:
+        chips = np.asarray(golden["chips"])
     cosines = np.einsum("ij,ij->i", _templates("dlib", "int8", chips),
                         _templates("dlib", "float32", chips))
     bound = load_card(embedder_card("dlib", "int8")).sections["fidelity"]

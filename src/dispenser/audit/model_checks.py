@@ -13,6 +13,7 @@ DOCUMENTED_MODELS: dict[str, str] = {
     "mtcnn_rnet": "face detection stage 2: face/no-face scores and box offsets",
     "mtcnn_onet": "face detection stage 3: scores, box offsets and 5 landmarks",
     "face_recognition_sface_2021dec": "identity template (128 numbers), nothing else",
+    "face_recognition_sface_2021dec_int8": "the same identity model, int8-quantised",
     "dlib_face_recognition_resnet_model_v1": "identity template (128 numbers), nothing else",
     "dlib_face_recognition_resnet_model_v1_int8": "the same identity model, int8-quantised",
     "shape_predictor_5_face_landmarks": "5 landmark points for alignment",
