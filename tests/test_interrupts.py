@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,18 @@ _PRESSED_MIDWAY = textwrap.dedent("""
 
 
 @pytest.fixture
-def pressed_midway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def pressed_midway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     name = f"pressed_midway_{tmp_path.name}"
     (tmp_path / f"{name}.py").write_text(_PRESSED_MIDWAY, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, name, raising=False)
-    return name
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed
+    # (a store zeroises on SIGINT, for one): the tests say what happens to *that* handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield name
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_during_the_import_is_raised_once_the_import_is_complete(
