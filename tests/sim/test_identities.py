@@ -192,3 +192,16 @@ def test_a_file_without_tables_or_missing_says_what_to_do(tmp_path: Path) -> Non
         load_similarity_file(path)
     with pytest.raises(DispenserError, match="file not found"):
         load_similarity_file(tmp_path / "absent.toml")
+
+
+def test_the_tables_deep_tail_counts_pairs_as_calibrate_does() -> None:
+    # A table holds numpy's quantiles of n scores: the value at 0.999 of 1000 scores is
+    # the second highest, which 2 of the 1000 pairs reach (not 1 - 0.999 of them), and
+    # the maximum is reached by 1 pair in n. calibrate counts pairs at or above a
+    # threshold, so the simulator's reading of the table must give the same shares.
+    scores = np.sort(np.random.default_rng(4).normal(0.1, 0.1, 1000))
+    probabilities = similarity.STANDARD_PROBABILITIES
+    table = Quantiles(probabilities, tuple(float(v) for v in np.quantile(scores, probabilities)),
+                      len(scores))
+    np.testing.assert_allclose(table.tail_share(scores[-2:]), [2e-3, 1e-3], rtol=1e-3)
+    assert float(table.quantile(1.0 - 2e-3)) == pytest.approx(scores[-2], abs=1e-4)

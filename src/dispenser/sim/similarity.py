@@ -24,8 +24,9 @@ behaviour, and says so everywhere it reports.
 Between quantiles the distribution is interpolated the way the tail matters: linearly in
 the probability below the median, linearly in log10(1 - p) above it (so the share of pairs
 at or above a cosine falls log-linearly between measured tail points, as in the model
-card's `[calibration]` tail). The measured maximum (probability 1.0) stands for the
-probability 1 - 1/(pairs + 1), the expected rank of the largest of `pairs` draws.
+card's `[calibration]` tail). Each quantile stands at its plotting position: with
+`pairs` scores, the maximum is the score 1/pairs of the pairs reach, and the k-th highest
+the score k/pairs reach (`Quantiles._points`), as calibrate counts them.
 """
 
 from __future__ import annotations
@@ -67,14 +68,20 @@ class Quantiles:
     pairs: int  # how many pairs were measured (0 when unknown)
 
     def _points(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x, cosine) in the interpolation coordinate (`_tail_coordinate`); the maximum
-        (p = 1) stands at 1 - 1/(pairs + 1), or a decade past the last tail point when the
-        pair count is unknown, and always beyond that point."""
+        """(x, cosine) in the interpolation coordinate (`_tail_coordinate`).
+
+        With the pair count n known, each value is placed at its plotting position: the
+        table holds numpy's default (linear) quantiles of n scores, whose value at p is the
+        score of rank (n - 1) p, which (n - (n - 1) p) / n of the pairs reach. So the
+        maximum stands at 1 - 1/n and the k-th highest score at a share k/n of pairs at or
+        above it, the share calibrate counts (read as 1 - p instead, the k-th highest
+        score would claim (k - 1)/(n - 1): half the truth for the second highest). With
+        the count unknown, the maximum stands a decade past the last tail point."""
         p = np.array(self.probabilities, dtype=np.float64)
-        if p[-1] >= 1.0:
-            before = 1.0 - p[-2]
-            top = 1.0 / (self.pairs + 1) if self.pairs > 0 else before / 10.0
-            p[-1] = 1.0 - min(top, before / 2.0)
+        if self.pairs >= 2:
+            p = p * (self.pairs - 1) / self.pairs
+        elif p[-1] >= 1.0:
+            p[-1] = 1.0 - (1.0 - p[-2]) / 10.0
         return _tail_coordinate(p), np.asarray(self.values, dtype=np.float64)
 
     def _last_slope(self) -> tuple[np.ndarray, np.ndarray, float]:
