@@ -13,7 +13,10 @@ frame is scored against
 - impostor: every frontal frame of every other clip (clips whose frontal templates agree
   at >= 0.5 on average are taken to show one person and not paired).
 
-Frames are binned by yaw ratio among those that pass every other check. Then, to see the
+Frames are binned by yaw ratio among those that pass every other check, alone and as the
+device's probes (the mean of 3 frames of one hold, against stored means of 3 frontal
+frames); and holds of 6 passing frames 0.5 s apart compare the probe of their first 3
+frames with that of their 3 best by `frame_rank`. Then, to see the
 same for size and light on faces that are otherwise good, frontal frames (one in eight)
 are degraded and embedded again: shrunk so the eyes are 20-40 px apart (area
 interpolation), and darkened (pixels x 0.5 ... x 0.12, plus Gaussian sensor noise of
@@ -60,6 +63,7 @@ from dispenser.vision.quality import LIMITS, GateLimits, gate_reason
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRONTAL_YAW = 0.10
 HOLD_S = 3.0
+HOLD_GAP_S = 0.5
 GENUINE_MIN_GAP_S = 1.0
 SAME_PERSON_MEAN_COSINE = 0.5
 DEGRADE_EVERY = 8
@@ -275,6 +279,70 @@ class Scorer:
         v /= np.linalg.norm(v)
         return v
 
+    def _stored(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp],
+                               list[npt.NDArray[np.float64]]]:
+        """Stored templates (the mean of 3 frontal frames of one hold), their clips and
+        their frames' times."""
+        rows = [t for o in sorted(set(self.owner[self.frontal].tolist()))
+                for t in self._triples(np.flatnonzero(self.frontal & (self.owner == o)))]
+        return (np.array([self._mean(t) for t in rows], np.float32),
+                np.array([int(self.owner[t[0]]) for t in rows]), [self.at[t] for t in rows])
+
+    def _genuine(self, probe_rows: npt.NDArray[np.intp], stored: npt.NDArray[np.float32],
+                 stored_owner: npt.NDArray[np.intp],
+                 stored_at: list[npt.NDArray[np.float64]]) -> float | None:
+        """Median cosine of the probe made of `probe_rows` against its clip's stored
+        templates at least GENUINE_MIN_GAP_S from every one of those frames."""
+        probe = self._mean(probe_rows)
+        cos = stored @ probe
+        probe.fill(0)
+        at = self.at[probe_rows]
+        mine = [k for k in np.flatnonzero(stored_owner == self.owner[probe_rows[0]])
+                if np.min(np.abs(stored_at[k][:, None] - at[None, :])) >= GENUINE_MIN_GAP_S]
+        return float(np.median(cos[mine])) if mine else None
+
+    def hold_choice_table(self) -> None:
+        """Which 3 of a hold's frames make the probe: the first 3 (what choosing by the
+        detector's score did: it is ~1.0 on every passing face) or the 3 with the highest
+        `frame_rank`. A hold: the passing frames of one clip at least HOLD_GAP_S apart
+        within HOLD_S (as the service embeds them), up to 6."""
+        print("\nWhich frames of a hold make the probe (holds of 6 passing frames 0.5 s "
+              "apart), genuine cosine against the clip's stored frontal templates:")
+        print("| frames kept | holds | genuine median | genuine p5 | genuine < refusal thr. |")
+        print("|---|---:|---:|---:|---:|")
+        stored, stored_owner, stored_at = self._stored()
+        passing = np.array([x.kind == "frame" and x.face.quality.ok
+                            for x in self.store.samples])
+        rank = np.array([x.face.quality.frame_rank for x in self.store.samples])
+        first: list[float] = []
+        best: list[float] = []
+        for o in sorted(set(self.owner[passing].tolist())):
+            rows = np.flatnonzero(passing & (self.owner == o))
+            rows = rows[np.argsort(self.at[rows])]
+            holds: list[list[int]] = [[]]
+            for row in rows.tolist():
+                hold = holds[-1]
+                if hold and (self.at[row] - self.at[hold[0]] > HOLD_S or len(hold) == 6):
+                    holds.append(hold := [])
+                if not hold or self.at[row] - self.at[hold[-1]] >= HOLD_GAP_S:
+                    hold.append(row)
+            for hold in holds:
+                if len(hold) < 6:
+                    continue
+                chosen = np.array(hold)
+                by_rank = chosen[np.argsort(-rank[chosen], kind="stable")[:3]]
+                g_first = self._genuine(chosen[:3], stored, stored_owner, stored_at)
+                g_best = self._genuine(by_rank, stored, stored_owner, stored_at)
+                if g_first is not None and g_best is not None:
+                    first.append(g_first)
+                    best.append(g_best)
+        for label, values in (("the first 3", first), ("the best 3 by frame_rank", best)):
+            if values:
+                v = np.array(values)
+                print(f"| {label} | {v.size} | {np.median(v):.3f} | "
+                      f"{np.percentile(v, 5):.3f} | {100.0 * np.mean(v < self.certain):.1f} % |")
+        stored.fill(0)
+
     def probe_table(self, title: str, chosen: npt.NDArray[np.bool_], values: list[float],
                     edges: tuple[float, ...], fmt: str) -> None:
         """As `table`, for the device's probe (the mean of 3 frames of one hold, all in the
@@ -283,11 +351,7 @@ class Scorer:
         print("| bin | probes | genuine median | genuine p5 | genuine < refusal thr. "
               "| impostor pairs | impostor max | >= shorter-ribbon thr. | >= refusal thr. |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        stored_rows = [t for o in sorted(set(self.owner[self.frontal].tolist()))
-                       for t in self._triples(np.flatnonzero(self.frontal & (self.owner == o)))]
-        stored = np.array([self._mean(t) for t in stored_rows], np.float32)
-        stored_owner = np.array([int(self.owner[t[0]]) for t in stored_rows])
-        stored_at = [self.at[t] for t in stored_rows]
+        stored, stored_owner, stored_at = self._stored()
         bins = np.array([_bin_of(v, edges) for v in values], dtype=int)
         for b in range(len(edges) - 1):
             genuine: list[float] = []
@@ -295,15 +359,12 @@ class Scorer:
             for o in sorted(set(self.owner[chosen].tolist())):
                 for probe_rows in self._triples(np.flatnonzero(chosen & (bins == b)
                                                                & (self.owner == o))):
+                    g = self._genuine(probe_rows, stored, stored_owner, stored_at)
+                    if g is not None:
+                        genuine.append(g)
                     probe = self._mean(probe_rows)
                     cos = stored @ probe
                     probe.fill(0)
-                    at = self.at[probe_rows]
-                    mine = [k for k in np.flatnonzero(stored_owner == o)
-                            if np.min(np.abs(stored_at[k][:, None] - at[None, :]))
-                            >= GENUINE_MIN_GAP_S]
-                    if mine:
-                        genuine.append(float(np.median(cos[mine])))
                     others = np.array([so != o and (o, int(so)) not in self.same
                                        for so in stored_owner])
                     impostor.append(cos[others])
@@ -347,6 +408,7 @@ def report(store: Templates, settings: Settings) -> None:
                        "(every other check passes):",
                        frames & np.array([passes_except(x.face, no_yaw) for x in s]),
                        yaw, PROBE_YAW_BINS, ".2f")
+    scorer.hold_choice_table()
     scorer.table("Frontal frames shrunk, by eye distance in px (every other check passes):",
                  (kind == "small") & np.array([passes_except(x.face, no_size) for x in s]),
                  [r.inter_ocular_px for r in q], IOD_BINS, ".0f")
