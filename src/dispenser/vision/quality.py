@@ -42,11 +42,12 @@ MAX_YAW_RATIO: Final = 0.30
 0 facing the camera, (nose depth / eye distance) x tan(turn) otherwise, i.e. 0.4-0.5 at
 45 degrees. 0.30 is a turn of roughly 30-35 degrees (less for a flatter nose). People
 standing at a machine and talking sit mostly below 0.2 with glances beyond. Measured with
-SFace (docs/vision.md "The quality limits"): up to 0.30 every frame's template agrees
-with the same person's frontal ones above the refusal threshold; from 0.30 to 0.40, 6-9 %
-of frames fall below it (a repeat-take missed), from 0.40 most do, and other people's
-photos turned 0.30-0.35 reach the refusal threshold more often than frontal ones. So it
-stays at 0.30: beyond it a face is turned away."""
+SFace (docs/vision.md "The quality limits"): up to 0.25 nearly every frame's template
+agrees with the same person's frontal ones above the refusal threshold (3 % miss at
+0.25-0.30, none of the 3-frame probes); from 0.30 to 0.40, 6-8 % of frames fall below it
+(a repeat-take missed), from 0.40 most do, and other people's photos turned 0.30-0.35
+reach the refusal threshold more often than frontal ones. So it stays at 0.30: beyond it
+a face is turned away."""
 
 PITCH_RATIO_RANGE: Final = (0.30, 0.85)
 """Nose tip height between eye line (0) and mouth line (1). Facing the camera it is ~0.4-
