@@ -5,6 +5,7 @@ for driving the controller logic directly."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from motor_rig import (
@@ -28,23 +29,23 @@ def sim_clock() -> HoldableClock:
     return HoldableClock()
 
 
-@pytest.fixture
-def sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
-    s = SimulatedController(clock=sim_clock, speed=SPEED, seed=1234,
-                            limits=Limits(**TEST_LIMITS))
+def _running(clock: HoldableClock, speed: float,
+             limits: dict[str, Any]) -> Iterator[SimulatedController]:
+    s = SimulatedController(clock=clock, speed=speed, seed=1234, limits=Limits(**limits))
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
+    yield from _running(sim_clock, SPEED, TEST_LIMITS)
 
 
 @pytest.fixture
 def slow_sim(sim_clock: HoldableClock) -> Iterator[SimulatedController]:
     """A simulated controller whose ribbons take seconds (motor_rig.SLOW_SPEED)."""
-    s = SimulatedController(clock=sim_clock, speed=SLOW_SPEED, seed=1234,
-                            limits=Limits(**SLOW_LIMITS))
-    s.start()
-    yield s
-    s.stop()
+    yield from _running(sim_clock, SLOW_SPEED, SLOW_LIMITS)
 
 
 @pytest.fixture
