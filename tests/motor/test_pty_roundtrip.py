@@ -177,16 +177,18 @@ def test_a_second_link_on_the_same_port_is_refused_clearly(
     assert link.status()["state"] == "ready"  # the first one is undisturbed
 
 
-def test_close_ends_a_blocked_dispense(serial_settings: SerialSettings,
-                                       sim: SimulatedController) -> None:
+def test_close_ends_a_blocked_dispense(slow_sim: SimulatedController) -> None:
+    sim = slow_sim
+    serial_settings = SerialSettings(port=sim.device_path, **LINK_SETTINGS)
     link = MotorLink(serial_settings, BootClock())
     link.open()
-    sim.inject("slip")  # a ribbon that would take the whole run-time limit
+    sim.inject("slip")  # a ribbon that would take the whole run-time limit (10 s)
     results: list[DispenseResult] = []
     t = threading.Thread(target=lambda: results.append(link.dispense(600)))
     t.start()
     assert wait_for(lambda: sim.motor_on)
     link.close()
+    # well inside the 10 s the ribbon would run: only close() can end the call this soon
     t.join(timeout=2 * request_budget(serial_settings) + 1)
     assert not t.is_alive() and not results[0].ok
     assert wait_for(lambda: not sim.motor_on)  # heartbeat loss stops it on the controller
