@@ -32,8 +32,8 @@ import pytest
 from bench_faces import face_chip
 from bench_timing import median_ratios, timed_rounds
 
-from dispenser.embedders import EMBEDDER_MODELS, EMBEDDER_NAMES
-from dispenser.vision.embedder import Embedder, embedder_model
+from dispenser.embedders import EMBEDDER_MODELS, EMBEDDER_NAMES, embedder_card
+from dispenser.vision.embedder import Embedder
 from dispenser.vision.model_files import load_card, packaged_model_path
 
 MODELS = sorted(EMBEDDER_MODELS)  # (embedder, precision) pairs
@@ -44,7 +44,7 @@ DEFAULT_EMBEDDER = EMBEDDER_NAMES[0]
 @pytest.fixture(scope="module")
 def chips() -> dict[str, np.ndarray]:
     """Each embedder's chip of the same face (its card's alignment)."""
-    return {name: face_chip(Embedder(threads=1, model=embedder_model(name), batch_capacity=1))
+    return {name: face_chip(Embedder(threads=1, model=embedder_card(name), batch_capacity=1))
             for name in EMBEDDER_NAMES}
 
 
@@ -75,7 +75,7 @@ def multiply_adds(model_path: Path) -> int:
 
 
 def _model_path(name: str, precision: str) -> Path:
-    return packaged_model_path(load_card(embedder_model(name, precision)).file)
+    return packaged_model_path(load_card(embedder_card(name, precision)).file)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def ort_network(name: str, precision: str, threads: int,
 
 def embedder_call(name: str, precision: str, threads: int,
                   chip: np.ndarray) -> Callable[[], None]:
-    embedder = Embedder(threads=threads, model=embedder_model(name, precision),
+    embedder = Embedder(threads=threads, model=embedder_card(name, precision),
                         batch_capacity=1)
     out = np.empty(embedder.template_size, np.float32)
     return lambda: embedder.embed(chip, out)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import onnxruntime as ort
 import pytest
 
-from dispenser.embedders import EMBEDDER_MODELS, TEMPLATE_DIM
+from dispenser.embedders import EMBEDDER_MODELS, TEMPLATE_DIM, embedder_card
 from dispenser.errors import DispenserError
-from dispenser.vision.embedder import DLIB_MODEL, check_session_io, embedder_model
+from dispenser.vision.embedder import DLIB_MODEL, check_session_io
 from dispenser.vision.model_files import (
     ModelCard,
     load_card,
@@ -21,7 +21,7 @@ from dispenser.vision.model_files import (
 )
 
 every_variant = pytest.mark.parametrize(
-    "model", [DLIB_MODEL, embedder_model("dlib", "int8")])
+    "model", [DLIB_MODEL, embedder_card("dlib", "int8")])
 
 
 @every_variant
@@ -75,7 +75,7 @@ def test_float32_card_names_the_pypi_source() -> None:
 
 
 def test_int8_card_names_the_float32_model_it_was_made_from() -> None:
-    int8 = load_card(embedder_model("dlib", "int8")).sections
+    int8 = load_card(embedder_card("dlib", "int8")).sections
     assert int8["source"]["sha256"] == load_card(DLIB_MODEL).sha256
 
 

@@ -279,8 +279,8 @@ def run_faces(args: argparse.Namespace, settings: Settings) -> int:
     """The --faces mode of `dispenser calibrate` (see the module docstring)."""
     import json
 
+    from dispenser.embedders import embedder_card
     from dispenser.privacy.memory import locked_buffer, unlock_pages, zeroise
-    from dispenser.vision.embedder import embedder_model
 
     samples = photo_samples(args.faces, set(args.same_session))
     if args.videos is not None:
@@ -289,7 +289,7 @@ def run_faces(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         raise DispenserError(f"--same-session {sorted(unknown)[0]}: no such group in "
                              f"{args.faces}")
-    card = embedder_model(settings.vision.embedder, settings.vision.embedder_precision)
+    card = embedder_card(settings.vision.embedder, settings.vision.embedder_precision)
     templates = locked_buffer((len(samples), 128), np.float32)
     try:
         found, unreadable = embed_samples(samples, settings, templates, stderr_progress)

@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 SFACE_MODEL = EMBEDDER_CARDS["sface"]
 DLIB_MODEL = EMBEDDER_CARDS["dlib"]
-# The vision layer's name for the lookup: which packaged model runs for the settings.
-embedder_model = embedder_card
 
 
 def _check_array(value: object, what: str, shape: tuple[int, ...], dtype: type, *,
@@ -112,7 +110,7 @@ class Embedder:
     def from_settings(cls, vision: VisionSettings) -> Embedder:
         """The embedder as configured (`vision.threads`, `.embedder`, `.embedder_precision`)."""
         return cls(threads=vision.threads,
-                   model=embedder_model(vision.embedder, vision.embedder_precision))
+                   model=embedder_card(vision.embedder, vision.embedder_precision))
 
     def _binding(self, n: int) -> Any:
         """An I/O binding of the first `n` rows of the owned buffers (made once per n).

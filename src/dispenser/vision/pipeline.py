@@ -82,9 +82,10 @@ class FacePipeline:
             detector = MtcnnDetector(min_face_px=vision.min_face_px,
                                      max_side_px=vision.detect_max_side_px, threads=threads)
         if embedder is None:
-            from dispenser.vision.embedder import Embedder, embedder_model
+            from dispenser.embedders import embedder_card
+            from dispenser.vision.embedder import Embedder
 
-            embedder = Embedder(threads=threads, model=embedder_model(
+            embedder = Embedder(threads=threads, model=embedder_card(
                 vision.embedder, vision.embedder_precision))
         self._detector = detector
         self._embedder = embedder
