@@ -3,7 +3,7 @@ tables: copying the worst group's table (kpop, the default) and the pooled one (
 synthetic strangers should be refused at the shipped rule's thresholds for N = 20 and 60
 live templates within a factor of 2 of what calibrate measured on the tuning set
 (tests/data/calibrate_sface_crowd.toml), and its repeat-takers caught within 2 points of
-the recorded share. The cases where the model does not agree yet are strict xfails.
+the recorded share.
 
 Where calibrate found no impostor pair at the refusal threshold (kpop at N = 60: 0 of
 57,509 pairs reach 0.603, so its recorded figure is 0, which no positive rate can match
@@ -38,23 +38,6 @@ RECORDED = tomllib.loads((Path(__file__).parent.parent / "data"
 GROUPS = ("kpop", "all")
 CASES = [(group, entry) for group in GROUPS for entry in RECORDED["groups"][group]["crowd"]]
 IDS = [f"{group}-N{entry['live']}" for group, entry in CASES]
-# Where the synthetic identities do not agree yet (docs/simulator.md): kpop's refusal
-# threshold at N = 20 (about 2.2 times too many strangers refused: the model's bulk is
-# heavier than kpop's measured tail; counted over pairs, also its shorter-ribbon
-# threshold at N = 60) and the pooled table's at N = 20 and 60 (5 to 10 times too few:
-# its tail beyond 1e-5 is heavier than the look-alike levels reach). Strict: a model
-# that closes a gap makes its case pass, and the mark must then go.
-CROWD_GAP = {"kpop-N20", "all-N20", "all-N60"}
-PAIRS_GAP = CROWD_GAP | {"kpop-N60"}
-
-
-def _cases(gap: set[str]) -> list[Any]:
-    return [pytest.param(*case, id=name, marks=pytest.mark.xfail(
-        strict=True, reason="the simulator does not reach this measured tail yet"))
-            if name in gap else pytest.param(*case, id=name)
-            for case, name in zip(CASES, IDS, strict=True)]
-
-
 @pytest.fixture(scope="module")
 def tables() -> dict[str, SimilarityTable]:
     found = {group: card_table(CARD, group) for group in GROUPS}
@@ -101,7 +84,7 @@ def test_the_cards_table_predicts_the_recorded_figure(
     assert _within_factor_2(predicted, recorded)
 
 
-@pytest.mark.parametrize(("group", "entry"), _cases(PAIRS_GAP))
+@pytest.mark.parametrize(("group", "entry"), CASES, ids=IDS)
 def test_synthetic_pairs_refuse_strangers_at_the_recorded_rate(
         populations: dict[str, Population], group: str, entry: dict[str, Any]) -> None:
     # As calibrate counts: the share f of impostor pairs at or above the threshold, over
@@ -119,7 +102,7 @@ def test_synthetic_pairs_refuse_strangers_at_the_recorded_rate(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("group", "entry"), _cases(CROWD_GAP))
+@pytest.mark.parametrize(("group", "entry"), CASES, ids=IDS)
 def test_a_crowd_of_strangers_is_refused_at_the_recorded_rate(
         populations: dict[str, Population], group: str, entry: dict[str, Any]) -> None:
     # Strangers each facing `live` templates of other synthetic people, until about 60

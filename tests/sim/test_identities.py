@@ -14,10 +14,13 @@ from dispenser.embedders import embedder_card
 from dispenser.errors import DispenserError
 from dispenser.sim import similarity
 from dispenser.sim.identities import (
+    BRANCHING,
     IdentityModel,
     Population,
     impostor_tail_counts,
+    own_cosines,
     sample_similarities,
+    shared_levels,
 )
 from dispenser.sim.similarity import (
     PROVISIONAL_DLIB,
@@ -71,16 +74,55 @@ def test_the_impostor_tail_matches_down_to_one_pair_in_ten_thousand(
 
 
 def test_a_heavier_tail_is_reproduced_not_a_gaussian_one(sface_like: SimilarityTable) -> None:
-    # Same bulk, ten times as many pairs above 0.43: the look-alike levels must carry it.
+    # Same bulk, 5 and 15 times as many pairs at or above 0.47 and 0.57, the tail falling
+    # a decade per 0.1 of cosine as the pooled tuning set's does: the look-alike levels
+    # must carry it.
     heavy = list(sface_like.impostor.values)
-    heavy[-3:] = [0.49, 0.56, 0.62]
+    heavy[-4:] = [0.37, 0.47, 0.57, 0.65]
     table = SimilarityTable(Quantiles(sface_like.impostor.probabilities, tuple(heavy),
                                       200_000), sface_like.genuine,
                             sface_like.genuine_same_session, "heavy", "test", "measured")
-    population = Population(IdentityModel.fit(table), seed=5)
-    counts, pairs = impostor_tail_counts(population, 4000, np.array([0.49, 0.56]),
-                                         np.random.default_rng(2))
+    model = IdentityModel.fit(table)
+    assert model.lookalike[-1] > model.lookalike[0] > 0.0
+    counts, pairs = impostor_tail_counts(Population(model, seed=5), 4000,
+                                         np.array([0.47, 0.57]), np.random.default_rng(2))
     np.testing.assert_allclose(counts / pairs, [1e-3, 1e-4], rtol=0.35)
+    light = impostor_tail_counts(Population(IdentityModel.fit(sface_like), seed=5), 4000,
+                                 np.array([0.47, 0.57]), np.random.default_rng(2))[0]
+    assert np.all(counts > 3 * light)
+
+
+def test_people_sharing_k_look_alike_levels_are_w_k_closer(
+        sface_like: SimilarityTable) -> None:
+    # Identities (before noise) of pairs made to share exactly k levels: cosine a2 +
+    # (1 - a2) W_k on average, W_0 = 0; random people share level 1 one time in five.
+    model = IdentityModel.fit(sface_like)
+    population = Population(model, seed=3)
+    rng = np.random.default_rng(0)
+    closeness = (0.0, *model.lookalike)
+    for k in range(len(BRANCHING) + 1):
+        first, second = population.pairs_sharing(k, 300, rng)
+        assert np.all(shared_levels(first.leaf, second.leaf) == k)
+        cosine = np.einsum("ij,ij->i", first.identity, second.identity)
+        expected = model.mean_share + (1 - model.mean_share) * closeness[k]
+        assert float(np.mean(cosine)) == pytest.approx(expected, abs=0.02)
+    people = population.fresh_people(4000, rng)
+    shared = shared_levels(people.leaf[:2000], people.leaf[2000:])
+    assert float(np.mean(shared >= 1)) == pytest.approx(0.2, abs=0.03)
+
+
+@pytest.mark.parametrize("d", [5.0, 20.0, 90.0])
+def test_the_own_part_law_is_the_cosine_of_random_directions(d: float) -> None:
+    # The analytic law's quadrature against sampled cosines of unit vectors in d
+    # dimensions: same spread, same (light) tail.
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((200_000, int(d))) for _ in range(2))
+    sampled = np.einsum("ij,ij->i", a, b) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    x, weight = own_cosines(d)
+    assert float(np.sum(weight * x * x)) == pytest.approx(1.0 / d, rel=0.03)
+    beyond = 3.0 / np.sqrt(d)
+    assert float(np.sum(weight[x >= beyond])) == pytest.approx(
+        float(np.mean(sampled >= beyond)), rel=0.25, abs=2e-4)
 
 
 def test_templates_are_unit_float32_and_a_person_does_not_depend_on_call_order(

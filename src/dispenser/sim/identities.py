@@ -10,40 +10,46 @@ person within one session (the repeat-take case).
 
 Why a tail model. A stranger facing N live templates is refused when any one of N
 comparisons reaches the threshold, so what decides wrongful refusals is the impostor
-distribution's upper tail (1e-3 to 1e-5 of pairs), not its mean and spread. The model
+distribution's upper tail (1e-3 to 1e-6 of pairs), not its mean and spread. The model
 gives that tail its own parameters.
 
-The model. An identity lives in `dim` dimensions split into orthogonal blocks (a fixed
-random rotation then mixes them, as real embeddings are not axis-aligned):
+The model. A template has `dim` coordinates (a fixed random rotation then mixes them, as
+real embeddings are not axis-aligned): coordinate 0 is the population mean direction `m`
+(different people's embeddings are not orthogonal: `a2` of each identity's squared norm
+lies along it), the other `dim - 1` the person space, where the rest of the identity and
+the visit noise live:
 
-- the population mean direction `m` (1 dimension): different people's embeddings are not
-  orthogonal; `a2` of each identity's squared norm lies along `m`;
 - look-alike levels: a tree of look-alike groups, branching `BRANCHING` (5, then 10 at
   each level), so two random people share the level-k group with probability
-  `2 * (1 - LEVEL_P[k])` (0.2, 0.02, 0.002, 2e-4, 2e-5). Each level has its own block
-  holding one random unit "centre" per group; a person's identity has share `w_k` on the
-  centre of each of their groups, so two people sharing k levels are `W_k = w_1 + ... +
-  w_k` closer than strangers. This is what puts a measured share of pairs far above the
-  average: the tail at probabilities 0.9, 0.99, 0.999, 0.9999 and 0.99999 each gets the
-  level that covers it;
-- the person's own part (share `1 - W_5`): a random unit vector in its own block, with a
-  power-law spectrum of effective dimension `own_dims`, which sets the spread of the bulk.
+  `2 * (1 - LEVEL_P[k])` (0.2, 0.02, ..., 2e-6). Each group has a unit "centre", a sign
+  vector over the whole person space hashed from the population's seed, the level and
+  the group's number (as unrelated to the others as random directions, and five million
+  groups need no table); a person's identity has share `w_k` on the centre of each of
+  their groups, so two people sharing k levels are `W_k = w_1 + ... + w_k` closer than
+  strangers. This is what puts a measured share of pairs far above the average: the
+  tail at probabilities 0.9, 0.99, ..., 0.999999 each gets the level that covers it;
+- the person's own part (share `1 - W_6`): a random unit vector isotropic in `own_dims`
+  dimensions (`_flat_spectrum`), which sets the spread of the bulk. Two own parts have a
+  bounded cosine, density ~ (1 - x^2)^((own_dims - 3) / 2), whose tail is lighter than a
+  Gaussian's: a bulk of a measured spread then leaves the tail to the levels.
 
-The identity is exactly a unit vector, and two identities sharing k levels have cosine
-`a2 + (1 - a2)(W_k + sum_{l>k} w_l x_l + r x_own)`, each x the cosine of two independent
-random unit vectors in a block. A visit adds isotropic noise: template = normalise(u + s
-g), `g` a unit direction with share `session_share` on a direction fixed for the person's
-session (same day, light, camera) and the rest fresh per visit (the share varies from
-visit to visit, logit-normal around `session_share`: some takes are off), `s = sigma *
-exp(tau_person z_person + tau_visit z_visit)` (log-normal: some faces and some visits are
-harder).
+Two people sharing k levels have person parts with cosine close to `W_k` plus terms of
+variance 1/(dim - 1) (centres they do not share) and the own parts' cosine. A visit adds
+isotropic noise: template = normalise(u + s g), `g` a unit direction with share
+`session_share` on a direction fixed for the person's session (same day, light, camera)
+and the rest fresh per visit (the share varies from visit to visit, logit-normal around
+`session_share`: some takes are off), `s = sigma * exp(tau_person z_person + tau_visit
+z_visit)` (log-normal: some faces and some visits are harder).
 
 `IdentityModel.fit` fits the noise to the genuine quantiles (exact: Monte Carlo on real
 vectors with common random numbers), then the identity structure to the impostor
-quantiles: on a law where each look-alike level is Gaussian given the two noise scales
-(so a 1e-5 tail costs no more than the median), corrected by sampling 8 million pairs of
-real templates of the fitted model. The tests sample real templates and compare their
-distributions with the table: KS distance and tail shares.
+quantiles: the bulk first (the widest spread that neither exceeds the table's
+interquartile range nor its measured tail), then the levels to the tail quantiles the
+table measured; both on an analytic law (`_ImpostorLaw`), corrected by sampling real
+templates of the fitted model, per number of shared levels (`impostor_quantiles`), so
+even the 2e-6 level is measured from thousands of pairs. The tests sample real templates
+and compare their distributions with the table: KS distance and tail shares, and the
+per-visit refusal rates calibrate measured on the tuning set.
 
 What the quantiles cannot say (and the model therefore assumes): how the tail is shared
 among people. Here the tail comes from the groups two people share, so nobody is close to
@@ -68,37 +74,22 @@ from dispenser.sim.similarity import Quantiles, SimilarityTable
 
 MIN_DIM = 32
 # Look-alike tree: branching per level, and the table probability each level reproduces
-# (two people share level k with probability 2 * (1 - LEVEL_P[k])).
-BRANCHING = (5, 10, 10, 10, 10)
-LEVEL_P = (0.9, 0.99, 0.999, 0.9999, 0.99999)
+# (two people share level k with probability 2 * (1 - LEVEL_P[k])). Down to 1e-6: at a
+# station peak the refusal threshold sits where 1e-5 to 1e-6 of impostor pairs score.
+BRANCHING = (5, 10, 10, 10, 10, 10)
+LEVEL_P = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
 # Probabilities of the impostor table the bulk parameters are fitted to.
 BULK_P = (0.25, 0.5, 0.75)
 _SHARE_MAX = 0.97
+# Fewest dimensions of a person's own part (below 3 the own-cosine density is not bounded).
+MIN_OWN_DIMS = 4.0
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Block sizes of a `dim`-dimensional identity (see the module docstring)."""
-
-    dim: int
-    level: int    # dimensions of each look-alike level's block
-    own: int      # the person's own block (the rest after `m` and the levels)
-
-    @classmethod
-    def of(cls, dim: int) -> Layout:
-        if dim < MIN_DIM:
-            raise ValueError(f"template dimension must be at least {MIN_DIM}, not {dim}")
-        level = dim // 16
-        return cls(dim, level, dim - 1 - len(BRANCHING) * level)
-
-    def slices(self) -> tuple[list[slice], slice]:
-        """(level blocks, own block) coordinate ranges; coordinate 0 is `m`."""
-        start = 1
-        levels = []
-        for _ in BRANCHING:
-            levels.append(slice(start, start + self.level))
-            start += self.level
-        return levels, slice(start, start + self.own)
+def person_dims(dim: int) -> int:
+    """Coordinates of the person space: all but the population mean direction."""
+    if dim < MIN_DIM:
+        raise ValueError(f"template dimension must be at least {MIN_DIM}, not {dim}")
+    return dim - 1
 
 
 @dataclass(frozen=True)
@@ -116,8 +107,9 @@ class IdentityModel:
     dim: int = TEMPLATE_DIM
 
     @property
-    def layout(self) -> Layout:
-        return Layout.of(self.dim)
+    def person(self) -> int:
+        """Dimensions of the person space (see `person_dims`)."""
+        return person_dims(self.dim)
 
     @property
     def level_shares(self) -> tuple[float, ...]:
@@ -258,51 +250,71 @@ def _level_probabilities() -> np.ndarray:
     return np.append(at_least[:-1] - at_least[1:], at_least[-1])
 
 
+def own_cosines(d: float, points: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """(x, weight): a quadrature of the cosine of two people's own parts, isotropic in d
+    dimensions, whose density is proportional to (1 - x^2)^((d - 3) / 2) on [-1, 1]
+    (the nodes span +-7 standard deviations, 1/sqrt(d) each, or all of [-1, 1])."""
+    reach = min(1.0, 7.0 / math.sqrt(d))
+    x = np.linspace(-reach, reach, points + 2)[1:-1]
+    weight = (1.0 - x * x) ** ((d - 3.0) / 2.0)
+    out = weight / weight.sum()
+    return x, out
+
+
 class _ImpostorLaw:
     """Tail shares of the impostor cosine for given noise parameters: a mixture over the
-    number k of shared look-alike levels of Gaussians conditional on the two visits' noise
-    scales (drawn on a stratified normal grid), with the model's means and variances."""
+    number k of shared look-alike levels, the two visits' noise scales (a stratified
+    normal grid) and the cosine x of the two own parts (`own_cosines`: bounded, its tail
+    is far lighter than a Gaussian's of the same spread) of Gaussians for the rest (the
+    visit noise, the centres two people do not share), with the model's moments."""
 
-    def __init__(self, layout: Layout, sigma: float, tau: float, points: int = 24) -> None:
+    def __init__(self, dim: int, sigma: float, tau: float, points: int = 8) -> None:
         from statistics import NormalDist
 
         grid = np.array([NormalDist().inv_cdf((i + 0.5) / points) for i in range(points)])
         s1, s2 = (sigma * np.exp(tau * z) for z in np.meshgrid(grid, grid))
         s1, s2 = s1.ravel(), s2.ravel()
         self.hh = 1.0 / np.sqrt((1 + s1**2) * (1 + s2**2))
-        dim = float(layout.dim)
         # Noise against the other identity and against the other noise (isotropic).
         self.noise_var = (s1**2 + s2**2 + (s1 * s2) ** 2) / dim
         # How a visit's noise moves its own norm, times the pair's identity cosine^2.
         self.norm_var = (s1**2 / (1 + s1**2) ** 2 + s2**2 / (1 + s2**2) ** 2) / dim
-        self.layout = layout
+        self.person = person_dims(dim)
         self.weights = _level_probabilities()
 
-    def moments(self, a2: float, lookalike: np.ndarray,
-                own_dims: float) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, sd), shape (levels + 1, draws)."""
+    def components(self, a2: float, lookalike: np.ndarray,
+                   own_dims: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, sd, weight) of the Gaussian components, shape (levels + 1, draws, x).
+        The person part of an identity is a sum of unit parts with shares s (the level
+        centres' w_k, the own part's rest), so two people's person parts have cosine
+        sum_ab sqrt(s_a s_b) e_a . e'_b: 1 for a shared centre, x for the own parts,
+        variance 1/person for each other term."""
         w = np.diff(np.concatenate([[0.0], lookalike]))
         rest = 1.0 - lookalike[-1]
         closeness = a2 + (1 - a2) * np.concatenate([[0.0], lookalike])
-        unshared = np.array([float(np.sum(w[k:] ** 2)) for k in range(len(w) + 1)])
-        id_var = (1 - a2) ** 2 * (unshared / self.layout.level + rest**2 / own_dims)
-        mean = self.hh[None, :] * closeness[:, None]
+        shared = np.concatenate([[0.0], np.cumsum(w**2)])
+        id_var = (1 - a2) ** 2 * (1.0 - shared - rest**2) / self.person
+        x, x_weight = own_cosines(own_dims)
+        mean = self.hh[None, :, None] * (closeness[:, None, None]
+                                         + (1 - a2) * rest * x[None, None, :])
         var = (id_var[:, None] + self.noise_var[None, :]
                + closeness[:, None] ** 2 * self.norm_var[None, :])
-        return mean, self.hh[None, :] * np.sqrt(var)
+        sd = self.hh[None, :, None] * np.sqrt(var)[:, :, None]
+        weight = (self.weights[:, None, None] * x_weight[None, None, :]) / len(self.hh)
+        return mean, sd, weight
 
     def quantiles(self, probabilities: np.ndarray, a2: float, lookalike: np.ndarray,
                   own_dims: float, start: np.ndarray) -> np.ndarray:
         """Cosines at `probabilities`, by Newton steps on log(tail share) from `start`."""
-        mean, sd = self.moments(a2, lookalike, own_dims)
+        mean, sd, weight = (a.ravel() for a in np.broadcast_arrays(
+            *self.components(a2, lookalike, own_dims)))
         log_share = np.log(1.0 - probabilities)
         c = start.copy()
         for _ in range(10):
-            z = (c[:, None, None] - mean[None]) / sd[None]
-            share = np.maximum(0.5 * _erfc(z / math.sqrt(2.0)).mean(axis=2) @ self.weights,
-                               1e-300)
-            density = (np.exp(-0.5 * z * z) / sd[None]).mean(axis=2) @ self.weights
-            density = np.maximum(density / math.sqrt(2 * math.pi), 1e-12)
+            z = (c[:, None] - mean[None]) / sd[None]
+            share = np.maximum(0.5 * _erfc(z / math.sqrt(2.0)) @ weight, 1e-300)
+            density = np.maximum((np.exp(-0.5 * z * z) / sd[None]) @ weight
+                                 / math.sqrt(2 * math.pi), 1e-12)
             step = np.clip(share * (np.log(share) - log_share) / density, -0.1, 0.1)
             c = c + step
             if np.max(np.abs(step)) < 1e-6:
@@ -310,39 +322,82 @@ class _ImpostorLaw:
         return c
 
 
-def _fit_law(target: np.ndarray, law: _ImpostorLaw, layout: Layout,
+def _measured(table: Quantiles, probabilities: np.ndarray) -> np.ndarray:
+    """Which `probabilities` lie inside what the table measured: not past its maximum,
+    which 1 of its pairs reaches (with the pair count unknown: not past its last
+    probability below 1). Beyond, the table extrapolates its last segment."""
+    if table.pairs > 0:
+        out: np.ndarray = (1.0 - probabilities) * table.pairs >= 1.0
+        return out
+    inside = max(p for p in table.probabilities if p < 1.0)
+    return probabilities <= inside
+
+
+def _fit_bulk(target: np.ndarray, measured: np.ndarray, law: _ImpostorLaw,
+              a2: float, own_dims: float) -> tuple[float, float]:
+    """(a2, own_dims) of the bulk alone (no look-alike levels): a2 to the median, own_dims
+    to the widest spread that neither exceeds the table's interquartile range nor puts
+    more pairs than the table beyond any measured tail point (`measured`, per LEVEL_P).
+
+    The look-alike levels can only add pairs to the tail. Where the table's tail is
+    lighter than a bulk of its interquartile range would give, the bulk is narrowed: what
+    refuses strangers is the tail, and a model whose bulk overstated it would report
+    refusals the measurement does not show."""
+    probabilities = np.array(BULK_P + tuple(p for p, m in zip(LEVEL_P, measured,
+                                                              strict=True) if m))
+    aim = np.concatenate([target[:len(BULK_P)], target[len(BULK_P):][measured]])
+    gain = float(law.hh.mean())
+    none = np.zeros(len(BRANCHING))
+    model = aim.copy()
+    for _ in range(200):
+        model = law.quantiles(probabilities, a2, none, own_dims, model)
+        tail = (aim[3:] - aim[1]) / np.maximum(model[3:] - model[1], 1e-4)
+        spread = min(max(aim[2] - aim[0], 1e-4) / max(model[2] - model[0], 1e-4),
+                     float(np.min(tail, initial=np.inf)))
+        if abs(aim[1] - model[1]) < 2e-4 and abs(spread - 1.0) < 1e-3:
+            break
+        a2 = float(np.clip(a2 + 0.7 * (aim[1] - model[1]) / gain, 0.0, _SHARE_MAX))
+        own_dims = float(np.clip(own_dims * spread ** -1.2, MIN_OWN_DIMS, float(law.person)))
+    return a2, own_dims
+
+
+def _fit_law(target: np.ndarray, measured: np.ndarray, law: _ImpostorLaw,
              start: tuple[float, np.ndarray, float] | None) -> tuple[float, np.ndarray, float]:
-    """(a2, W, own_dims) whose `law` quantiles at BULK_P + LEVEL_P are `target`, by damped
-    fixed-point iteration: a2 moves the median, own_dims the interquartile spread, W_k the
-    quantile at LEVEL_P[k]; each update divides the error by that parameter's slope."""
+    """(a2, W, own_dims) whose `law` quantiles at BULK_P + LEVEL_P are `target`: the bulk
+    first (`_fit_bulk`), then, at that spread, a2 and the look-alike levels by damped
+    fixed-point iteration: a2 moves the median, W_k the quantile at LEVEL_P[k]; each
+    update divides the error by that parameter's slope. Levels past the measured tail
+    add nothing."""
     probabilities = np.array(BULK_P + LEVEL_P)
     gain = float(law.hh.mean())
+    levels = slice(len(BULK_P), None)
     if start is None:
         start = (float(np.clip(target[1] / gain, 0.0, _SHARE_MAX)),
-                 np.zeros(len(BRANCHING)), float(layout.own) / 2.0)
-    a2, lookalike, own_dims = start
+                 np.zeros(len(BRANCHING)), float(law.person) / 2.0)
+    a2, own_dims = _fit_bulk(target, measured, law, start[0], start[2])
+    lookalike = start[1]
     model = target.copy()
-    for _ in range(150):
+    for _ in range(200):
         model = law.quantiles(probabilities, a2, lookalike, own_dims, model)
         error = target - model
-        if np.max(np.abs(error)) < 2e-4:
+        if abs(error[1]) < 2e-4 and np.max(np.abs(error[levels][measured]), initial=0.0) < 2e-4:
             break
         a2 = float(np.clip(a2 + 0.7 * error[1] / gain, 0.0, _SHARE_MAX))
-        spread = max(target[2] - target[0], 1e-4) / max(model[2] - model[0], 1e-4)
-        own_dims = float(np.clip(own_dims * spread ** -1.2, 1.0, float(layout.own)))
-        lookalike = lookalike + 0.7 * error[len(BULK_P):] / (gain * max(1 - a2, 0.05))
-        lookalike = np.clip(np.maximum.accumulate(np.clip(lookalike, 0.0, None)),
+        step = np.where(measured, 0.7 * error[levels] / (gain * max(1 - a2, 0.05)), 0.0)
+        lookalike = np.clip(np.maximum.accumulate(np.clip(lookalike + step, 0.0, None)),
                             0.0, _SHARE_MAX)
     return a2, lookalike, own_dims
 
 
-# Fresh people whose all-pairs similarities correct the law's approximation: 2000 in each
-# of 4 populations (the look-alike centres of one seeded population move the deep tail by
-# tens of percent, so the fit aims at their average), 8 million pairs in all, about 80
-# beyond the 1e-5 quantile.
+# The sampled check that corrects the law's approximation: all pairs of 2000 fresh people
+# in each of 2 populations (4 million pairs), plus 3000 pairs per population sharing each
+# number k >= 1 of look-alike levels, pooled per k and weighted by how often two people
+# share k levels, so the deepest level is measured from 6,000 pairs, not from the ~8 of
+# the 4 million that share it.
 _CHECK_PEOPLE = 2000
-_CHECK_POPULATIONS = 4
-_CORRECTIONS = 4
+_CHECK_POPULATIONS = 2
+_CHECK_SHARING = 3000
+_CORRECTIONS = 3
 
 
 def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
@@ -350,30 +405,37 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
     """Noise first (genuine), then the identity structure (impostor): fitted on the
     conditional-Gaussian law, then corrected by sampling real templates of the fitted
     model (common random numbers) and refitting the law to the targets shifted by the
-    sampled error, as the law's Gaussian tails are slightly heavier than the real ones.
+    sampled error, as the law's Gaussian tails are only close to the real ones.
     A table the model cannot reach (a bulk narrower than `dim` random directions allow)
     gets the closest fit; the report shows the sampled quantiles beside the table's."""
-    layout = Layout.of(dim)
     sigma, tau, (share, spread) = _fit_noise(genuine, same, dim)
-    law = _ImpostorLaw(layout, sigma, tau)
+    law = _ImpostorLaw(dim, sigma, tau)
     probabilities = np.array(BULK_P + LEVEL_P)
     target = impostor.quantile(probabilities)
+    measured = _measured(impostor, np.array(LEVEL_P))
+    fittable = np.concatenate([np.ones(len(BULK_P), dtype=bool), measured])
     aim = target.copy()
     fitted: tuple[float, np.ndarray, float] | None = None
     half = tau / math.sqrt(2.0)
-    model = None
+    model: IdentityModel | None = None
+    last: np.ndarray | None = None
     for _ in range(_CORRECTIONS):
-        fitted = _fit_law(aim, law, layout, fitted)
+        fitted = _fit_law(aim, measured, law, fitted)
         a2, lookalike, own_dims = fitted
         model = IdentityModel(mean_share=a2, lookalike=tuple(float(x) for x in lookalike),
                               own_dims=own_dims, sigma=sigma, tau_person=half,
                               tau_visit=half, session_share=share,
                               session_spread=spread, dim=dim)
         checked = [Population(model, seed=0xC4EC + k) for k in range(_CHECK_POPULATIONS)]
-        error = target - impostor_quantiles(checked, probabilities, _CHECK_PEOPLE,
-                                            np.random.default_rng(0xC4EC))
-        if np.max(np.abs(error)) < 2e-3:
+        sampled = impostor_quantiles(checked, probabilities, _CHECK_PEOPLE, _CHECK_SHARING,
+                                     np.random.default_rng(0xC4EC))
+        # Done when every point the model can follow is within 0.002 (past the measured
+        # tail, a lighter table than the bulk is left, see `_fit_bulk`), or when a
+        # correction no longer moves the model (a table it cannot reach everywhere).
+        if np.max(np.abs(target - sampled)[fittable]) < 2e-3 or (
+                last is not None and np.max(np.abs(sampled - last)) < 2e-3):
             break
+        error, last = target - sampled, sampled
         aim = np.maximum.accumulate(aim + error)
     assert model is not None
     return model
@@ -381,33 +443,72 @@ def _fit(impostor: Quantiles, genuine: Quantiles, same: Quantiles | None,
 
 # -------------------------------------------------------------------------- population
 
-def _power_law_spectrum(n: int, d_eff: float) -> np.ndarray:
-    """Variances lambda_k ~ k^-p summing to 1 whose participation ratio is `d_eff`."""
-    k = np.arange(1, n + 1, dtype=np.float64)
+def _flat_spectrum(n: int, d: float) -> np.ndarray:
+    """Variances of an own part isotropic in d of `n` coordinates: 1 on the first floor(d),
+    a fraction f on the next, summing to 1, with participation ratio (floor(d) + f)^2 /
+    (floor(d) + f^2) = d, so two own parts have cosine variance 1/d."""
+    whole = min(int(d), n)
+    lam = np.zeros(n)
+    lam[:whole] = 1.0
+    if whole < n:
+        lo, hi = 0.0, 1.0  # the ratio grows with f
+        for _ in range(50):
+            f = 0.5 * (lo + hi)
+            lo, hi = (f, hi) if (whole + f) ** 2 / (whole + f * f) < d else (lo, f)
+        lam[whole] = 0.5 * (lo + hi)
+    out: np.ndarray = lam / lam.sum()
+    return out
 
-    def ratio(p: float) -> float:
-        lam = k**-p
-        return float(lam.sum() ** 2 / (lam**2).sum())
 
-    lo, hi = 0.0, 20.0  # ratio(0) = n (isotropic), decreasing in p
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ratio(mid) > d_eff else (lo, mid)
-    lam: np.ndarray = k ** -(0.5 * (lo + hi))
-    normalised: np.ndarray = lam / lam.sum()
-    return normalised
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A 64-bit integer hash (SplitMix64's finaliser), elementwise; uint64 wraps."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: np.ndarray = x ^ (x >> np.uint64(31))
+    return out
+
+
+def _leaf_groups(leaves: np.ndarray) -> list[np.ndarray]:
+    """The look-alike group of each leaf at every level (groups numbered per level)."""
+    below = int(np.prod(BRANCHING))
+    groups = []
+    for width in BRANCHING:
+        below //= width
+        groups.append(leaves // below)
+    return groups
+
+
+def shared_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many look-alike levels the leaves `a` and `b` share (broadcast): the length of
+    their common path from the root."""
+    out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.int64)
+    for ga, gb in zip(_leaf_groups(a), _leaf_groups(b), strict=True):
+        out += ga == gb
+    return out
 
 
 @dataclass(frozen=True)
 class People:
-    """Identities of a batch of people in block coordinates (before the rotation)."""
+    """Identities of a batch of people in model coordinates (before the rotation)."""
 
     identity: np.ndarray   # (n, dim), unit rows
     session: np.ndarray    # (n, dim), unit rows: the noise direction of their session
     noise: np.ndarray      # (n,) the person's part of the noise scale
+    leaf: np.ndarray       # (n,) their leaf of the look-alike tree
 
     def __len__(self) -> int:
         return len(self.noise)
+
+    def rows(self, which: slice | np.ndarray) -> People:
+        """The people at `which`."""
+        return People(self.identity[which], self.session[which], self.noise[which],
+                      self.leaf[which])
+
+    @staticmethod
+    def joined(parts: list[People]) -> People:
+        return People(*(np.concatenate([getattr(p, f) for p in parts])
+                        for f in ("identity", "session", "noise", "leaf")))
 
 
 _BLOCK = 256  # people created per block (see Population._grow)
@@ -417,46 +518,80 @@ class Population:
     """A seeded population of synthetic people; draws their per-visit templates.
 
     The population's geometry (rotation, look-alike centres, spectrum) is fixed by `seed`;
-    people are numbered 0, 1, 2, ... and created on first use, in order, so a person's
-    identity depends only on the seed and their number. `fresh_people` draws anonymous
-    extra people from a caller's generator (for sampling statistics) without growing it.
+    a look-alike group's centre is a sign vector hashed from the seed, its level and its
+    number, so the half-million deepest groups need no table. People are numbered 0, 1,
+    2, ... and created on first use, in order, so a person's identity depends only on the
+    seed and their number. `fresh_people` draws anonymous extra people from a caller's
+    generator (for sampling statistics) without growing it.
     """
 
     def __init__(self, model: IdentityModel, seed: int) -> None:
         self.model = model
-        layout = model.layout
         rng = np.random.default_rng([seed, 0x1D])
-        rotation, _ = np.linalg.qr(rng.standard_normal((layout.dim, layout.dim)))
+        rotation, _ = np.linalg.qr(rng.standard_normal((model.dim, model.dim)))
         self._rotation_t = rotation.T.copy()
         self._leaves = int(np.prod(BRANCHING))
-        self._centres = [_unit_rows(rng.standard_normal((int(np.prod(BRANCHING[:k + 1])),
-                                                         layout.level)))
-                         for k in range(len(BRANCHING))]
-        self._own_scale = np.sqrt(_power_law_spectrum(layout.own, model.own_dims))
-        self._levels, self._own = layout.slices()
+        self._level_keys = [int(k) for k in _splitmix64(
+            np.arange(len(BRANCHING), dtype=np.uint64) + np.uint64(seed % (1 << 48) << 8))]
+        self._own_scale = np.sqrt(_flat_spectrum(model.person, model.own_dims))
         self._seed = seed
-        self._people = People(np.zeros((0, layout.dim)), np.zeros((0, layout.dim)),
-                              np.zeros(0))
+        self._people = People(np.zeros((0, model.dim)), np.zeros((0, model.dim)),
+                              np.zeros(0), np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self._people)
 
+    def _centres(self, level: int, groups: np.ndarray) -> np.ndarray:
+        """(n, person) unit centres of look-alike `groups` at `level`: signs +-1/sqrt(n)
+        from the bits of a hash of (population, level, group, 64-coordinate word), as
+        unrelated as random directions."""
+        width = self.model.person
+        words = -(-width // 64)
+        keys = ((groups.astype(np.uint64)[:, None] * np.uint64(words)
+                 + np.arange(words, dtype=np.uint64)[None, :]) ^ np.uint64(self._level_keys[level]))
+        bits = np.unpackbits(_splitmix64(keys).view(np.uint8), axis=1)[:, :width]
+        out: np.ndarray = (2.0 * bits - 1.0) / math.sqrt(width)
+        return out
+
+    def people_at(self, leaves: np.ndarray, rng: np.random.Generator) -> People:
+        """New people at the given `leaves` of the look-alike tree (own part, session
+        direction and noise scale drawn from `rng`)."""
+        m, n = self.model, len(leaves)
+        person = np.zeros((n, m.person))
+        for k, (groups, share) in enumerate(zip(_leaf_groups(leaves), m.level_shares,
+                                                strict=True)):
+            if share > 0.0:
+                person += math.sqrt(share) * self._centres(k, groups)
+        own = _unit_rows(rng.standard_normal((n, m.person)) * self._own_scale)
+        person += math.sqrt(max(1.0 - m.lookalike[-1], 0.0)) * own
+        identity = np.empty((n, m.dim))
+        identity[:, 0] = math.sqrt(m.mean_share)
+        identity[:, 1:] = math.sqrt(1.0 - m.mean_share) * _unit_rows(person)
+        session = _unit_rows(rng.standard_normal((n, m.dim)))
+        noise = m.sigma * np.exp(m.tau_person * rng.standard_normal(n))
+        return People(identity, session, noise, leaves)
+
     def fresh_people(self, n: int, rng: np.random.Generator) -> People:
         """n new people drawn from `rng` (not numbered, not kept)."""
-        m, layout = self.model, self.model.layout
-        identity = np.zeros((n, layout.dim))
-        identity[:, 0] = math.sqrt(m.mean_share)
-        body = math.sqrt(1.0 - m.mean_share)
-        leaf = rng.integers(0, self._leaves, n)
-        below = self._leaves
-        for k, (width, share) in enumerate(zip(BRANCHING, m.level_shares, strict=True)):
-            below //= width
-            identity[:, self._levels[k]] = body * math.sqrt(share) * self._centres[k][leaf // below]
-        own = _unit_rows(rng.standard_normal((n, layout.own)) * self._own_scale)
-        identity[:, self._own] = body * math.sqrt(max(1.0 - m.lookalike[-1], 0.0)) * own
-        session = _unit_rows(rng.standard_normal((n, layout.dim)))
-        noise = m.sigma * np.exp(m.tau_person * rng.standard_normal(n))
-        return People(_unit_rows(identity), session, noise)
+        return self.people_at(rng.integers(0, self._leaves, n), rng)
+
+    def pairs_sharing(self, levels: int, n: int,
+                      rng: np.random.Generator) -> tuple[People, People]:
+        """n pairs of new people who share exactly `levels` look-alike levels (the same
+        path from the root that far, then different groups)."""
+        first = np.zeros(n, dtype=np.int64)
+        second = np.zeros(n, dtype=np.int64)
+        for k, width in enumerate(BRANCHING):
+            digit = rng.integers(0, width, n)
+            if k < levels:
+                other = digit
+            elif k == levels:
+                other = (digit + rng.integers(1, width, n)) % width
+            else:
+                other = rng.integers(0, width, n)
+            first = first * width + digit
+            second = second * width + other
+        return self.people_at(first, rng), self.people_at(second, rng)
 
     def _grow(self, n: int) -> None:
         """Create people up to number n-1, in fixed blocks each drawn from its own seeded
@@ -468,23 +603,22 @@ class Population:
         for block in range(have // _BLOCK, -(-n // _BLOCK)):
             parts.append(self.fresh_people(
                 _BLOCK, np.random.default_rng([self._seed, 0x1E, block])))
-        self._people = People(*(np.concatenate([getattr(p, f) for p in parts])
-                                for f in ("identity", "session", "noise")))
+        self._people = People.joined(parts)
 
     def visits(self, people: People, rng: np.random.Generator,
                typical: bool = False, new_session: bool = False) -> np.ndarray:
         """One template per row of `people` (float32, unit rows): a fresh visit noise
         direction, in the person's session unless `new_session`. A `typical` visit has the
         median noise scale (sigma) and the median session share."""
-        m, layout = self.model, self.model.layout
+        m = self.model
         n = len(people)
         z = np.zeros((2, n)) if typical else rng.standard_normal((2, n))
         scale = (np.full(n, m.sigma) if typical
                  else people.noise * np.exp(m.tau_visit * z[0]))
         session = people.session
         if new_session:
-            session = _unit_rows(rng.standard_normal((n, layout.dim)))
-        visit = _unit_rows(rng.standard_normal((n, layout.dim)))
+            session = _unit_rows(rng.standard_normal((n, m.dim)))
+        visit = _unit_rows(rng.standard_normal((n, m.dim)))
         share = session_shares(m.session_share, m.session_spread, z[1])[:, None]
         direction = _unit_rows(np.sqrt(share) * session + np.sqrt(1.0 - share) * visit)
         raw = people.identity + scale[:, None] * direction
@@ -493,8 +627,7 @@ class Population:
     def numbered(self, people: np.ndarray) -> People:
         """The numbered people `people` (created on first use)."""
         self._grow(int(people.max()) + 1 if len(people) else 0)
-        p = self._people
-        return People(p.identity[people], p.session[people], p.noise[people])
+        return self._people.rows(people)
 
     def typical_template(self, person: int, rng: np.random.Generator) -> np.ndarray:
         """A scan of `person` as a *typical* face and visit would give it: the median noise
@@ -529,8 +662,7 @@ def sample_similarities(population: Population, pairs: int,
                         rng: np.random.Generator) -> SampledSimilarities:
     """`pairs` fresh pairs of each kind, from people who are not simulated visitors."""
     people = population.fresh_people(2 * pairs, rng)
-    first = People(people.identity[:pairs], people.session[:pairs], people.noise[:pairs])
-    other = People(people.identity[pairs:], people.session[pairs:], people.noise[pairs:])
+    first, other = people.rows(slice(None, pairs)), people.rows(slice(pairs, None))
     a = population.visits(first, rng)
     same = population.visits(first, rng)
     elsewhere = population.visits(first, rng, new_session=True)
@@ -543,23 +675,54 @@ def sample_similarities(population: Population, pairs: int,
     return SampledSimilarities(rows(a, elsewhere), rows(a, same), rows(a, b))
 
 
-def impostor_quantiles(populations: list[Population], probabilities: np.ndarray,
-                       people: int, rng: np.random.Generator) -> np.ndarray:
-    """Quantiles of the cosine over all pairs of `people` fresh people (one visit each) of
-    every population, pooled."""
-    pairs = people * (people - 1) // 2
-    scores = np.empty(pairs * len(populations), dtype=np.float32)
-    done = 0
-    for population in populations:
-        t = population.visits(population.fresh_people(people, rng), rng)
-        for start in range(0, people, 512):
-            band = t[start:start + 512] @ t.T
-            for i in range(band.shape[0]):
-                row = band[i, start + i + 1:]
-                scores[done:done + len(row)] = row
-                done += len(row)
-    out: np.ndarray = np.quantile(scores, probabilities)
+def _upper_pairs(t: np.ndarray, leaf: np.ndarray,
+                 band: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine, shared levels) of every pair i < j of the templates `t`."""
+    scores, levels = [], []
+    for start in range(0, len(t), band):
+        block = t[start:start + band] @ t[start:].T
+        upper = np.triu(np.ones(block.shape, dtype=bool), k=1)
+        scores.append(block[upper])
+        levels.append(shared_levels(leaf[start:start + band, None], leaf[None, start:])[upper])
+    return np.concatenate(scores), np.concatenate(levels)
+
+
+def _mixture_quantiles(strata: list[np.ndarray], weights: np.ndarray,
+                       probabilities: np.ndarray) -> np.ndarray:
+    """Quantiles of the mixture of the sorted samples `strata` with `weights`: the cosine
+    whose weighted share of scores at or above it is 1 - p (bisection)."""
+    def share(c: float) -> float:  # queried in the samples' own dtype: no conversion
+        return float(sum(w * (len(x) - np.searchsorted(x, x.dtype.type(c), side="left"))
+                         / len(x) for x, w in zip(strata, weights, strict=True) if len(x)))
+
+    out = np.empty(len(probabilities))
+    for i, p in enumerate(probabilities):
+        lo, hi = -1.0, 1.0
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if share(mid) > 1.0 - p else (lo, mid)
+        out[i] = 0.5 * (lo + hi)
     return out
+
+
+def impostor_quantiles(populations: list[Population], probabilities: np.ndarray,
+                       people: int, sharing: int, rng: np.random.Generator) -> np.ndarray:
+    """Quantiles of the impostor cosine (one visit each of two different people) over
+    `populations`, by stratum: for each number k of shared look-alike levels, the pairs
+    of all pairs of `people` fresh people that share k, pooled with `sharing` more pairs
+    per population made to share k (k >= 1), weighted by how often two people share k."""
+    strata: list[list[np.ndarray]] = [[] for _ in range(len(BRANCHING) + 1)]
+    for population in populations:
+        crowd = population.fresh_people(people, rng)
+        scores, levels = _upper_pairs(population.visits(crowd, rng), crowd.leaf)
+        for k, found in enumerate(strata):
+            found.append(scores[levels == k])
+            if k > 0 and sharing:
+                first, second = population.pairs_sharing(k, sharing, rng)
+                found.append(np.einsum("ij,ij->i", population.visits(first, rng),
+                                       population.visits(second, rng)))
+    pooled = [np.sort(np.concatenate(found)) for found in strata]
+    return _mixture_quantiles(pooled, _level_probabilities(), probabilities)
 
 
 @functools.lru_cache(maxsize=16)
