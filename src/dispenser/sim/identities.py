@@ -23,11 +23,12 @@ the visit noise live:
   each level), so two random people share the level-k group with probability
   `2 * (1 - LEVEL_P[k])` (0.2, 0.02, ..., 2e-6). Each group has a unit "centre", a sign
   vector over the whole person space hashed from the population's seed, the level and
-  the group's number (as unrelated to the others as random directions, and five million
-  groups need no table); a person's identity has share `w_k` on the centre of each of
-  their groups, so two people sharing k levels are `W_k = w_1 + ... + w_k` closer than
-  strangers. This is what puts a measured share of pairs far above the average: the
-  tail at probabilities 0.9, 0.99, ..., 0.999999 each gets the level that covers it;
+  the group's number (as unrelated to the others as random directions, and the half
+  million deepest groups need no table); a person's identity has share `w_k` on the
+  centre of each of their groups, so two people sharing k levels are `W_k = w_1 + ... +
+  w_k` closer than strangers. This is what puts a measured share of pairs far above
+  the average: the tail at probabilities 0.9, 0.99, ..., 0.999999 each gets the level
+  that covers it;
 - the person's own part (share `1 - W_6`): a random unit vector isotropic in `own_dims`
   dimensions (`_flat_spectrum`), which sets the spread of the bulk. Two own parts have a
   bounded cosine, density ~ (1 - x^2)^((own_dims - 3) / 2), whose tail is lighter than a
@@ -81,7 +82,7 @@ LEVEL_P = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
 # Probabilities of the impostor table the bulk parameters are fitted to.
 BULK_P = (0.25, 0.5, 0.75)
 _SHARE_MAX = 0.97
-# Fewest dimensions of a person's own part (below 3 the own-cosine density is not bounded).
+# Fewest dimensions of a person's own part (below 3 the own parts' cosine piles up at +-1).
 MIN_OWN_DIMS = 4.0
 
 
@@ -98,7 +99,7 @@ class IdentityModel:
 
     mean_share: float                # a2: share of an identity along the population mean
     lookalike: tuple[float, ...]     # W_k: extra closeness of people sharing k levels
-    own_dims: float                  # effective dimension of the person's own part
+    own_dims: float                  # dimensions the person's own part is isotropic in
     sigma: float                     # median visit noise (relative to the identity's norm)
     tau_person: float                # log-normal spread of the noise across people
     tau_visit: float                 # ... and across one person's visits
@@ -542,9 +543,9 @@ class Population:
         return len(self._people)
 
     def _centres(self, level: int, groups: np.ndarray) -> np.ndarray:
-        """(n, person) unit centres of look-alike `groups` at `level`: signs +-1/sqrt(n)
-        from the bits of a hash of (population, level, group, 64-coordinate word), as
-        unrelated as random directions."""
+        """(n, person) unit centres of look-alike `groups` at `level`: signs
+        +-1/sqrt(person) from the bits of a hash of (population, level, group, 64-coordinate
+        word), as unrelated as random directions."""
         width = self.model.person
         words = -(-width // 64)
         keys = ((groups.astype(np.uint64)[:, None] * np.uint64(words)
