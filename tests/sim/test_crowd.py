@@ -178,6 +178,13 @@ def test_the_default_sweep_follows_the_tables_tail_and_runs_predict_false_denial
     assert observed == sorted(observed, reverse=True) and observed[0] > observed[-1]
     assert expected == sorted(expected, reverse=True)
     assert sum(observed[:2]) / 1.5 <= sum(expected[:2]) <= 1.5 * sum(observed[:2])
+    # ... and what the synthetic people's own pairwise rate predicts, at every threshold
+    # where the table expects at least 5: within a factor of 2 of the table's.
+    model = [r.model_false_denials for r in result.runs]
+    assert sum(observed[:2]) / 1.5 <= sum(model[:2]) <= 1.5 * sum(observed[:2])
+    for by_model, by_table in zip(model, expected, strict=True):
+        if by_table >= 5.0:
+            assert by_table / 2 <= by_model <= 2 * by_table
 
 
 def test_the_configured_rule_follows_the_live_count_and_gives_short_ribbons(
@@ -211,6 +218,7 @@ def test_the_configured_rule_follows_the_live_count_and_gives_short_ribbons(
     # strangers at the default max_false_short), and its paper is the shorter length.
     assert r.short_ribbons > 0 and r.expected_short_ribbons > 20.0
     assert r.expected_short_ribbons / 2 <= r.short_ribbons <= 2 * r.expected_short_ribbons
+    assert r.model_short_ribbons / 2 <= r.short_ribbons <= 2 * r.model_short_ribbons
     full = r.served + r.false_admits + r.staff_served
     assert r.paper_mm <= full * settings.dispense.ribbon_mm + (
         r.short_ribbons + r.repeat_shortened) * settings.dispense.short_ribbon_mm

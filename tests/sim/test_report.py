@@ -33,9 +33,10 @@ def test_summary_marks_the_configured_settings(short_study: CrowdReport) -> None
     # Which statistics the people copy: status, group and file, in the summary.
     assert any(line.strip().startswith("similarity statistics: measured: group 'kpop'")
                and "face_recognition_sface_2021dec" in line for line in lines)
-    # Strangers wrongly refused, beside what the table predicts for the same decisions.
+    # Strangers wrongly refused, beside what the table and the synthetic people's own
+    # pairwise rate predict for the same decisions.
     assert any("strangers wrongly refused" in line and "the table predicts" in line
-               for line in lines)
+               and "the synthetic people" in line for line in lines)
 
 
 def _number_lists(node: object) -> list[int]:

@@ -21,7 +21,9 @@ Because the simulator knows who every visitor really is, it can score each decis
                    someone else's template matched them (a stranger wrongly refused).
                    Beside the count (and the short ribbons'), each run adds up what the
                    similarity table predicts for the same decisions, 1 - (1 - f)^N at the
-                   live count N and thresholds each one met, so the two can be compared;
+                   live count N and thresholds each one met, and what the synthetic
+                   people's own pairwise share f predicts (`SampledTail`), so the three
+                   can be compared;
 - repeat shortened: the shorter ribbon to a person served within the deny window;
 - false admit:     the full ribbon to a person served within the deny window (their own
                    template was not recognised, or was evicted from a full store).
@@ -50,7 +52,9 @@ from dispenser.sim.identities import (
     IdentityModel,
     Population,
     SampledSimilarities,
+    SampledTail,
     sample_similarities,
+    sampled_tail,
 )
 from dispenser.sim.scenario import Scenario, ScenarioError
 from dispenser.sim.similarity import SimilarityTable
@@ -158,6 +162,8 @@ class RunResult:
     false_denials: int = 0
     expected_false_denials: float = 0.0  # from the table's pairwise rate, same decisions
     expected_short_ribbons: float = 0.0  # ... and for the shorter ribbon
+    model_false_denials: float = 0.0     # from the synthetic people's pairwise rate
+    model_short_ribbons: float = 0.0
     false_admits: int = 0
     certain_range: tuple[float, float] | None = None  # refusal thresholds the decisions met
     staff_served: int = 0
@@ -199,10 +205,11 @@ class RunResult:
 class _Machine:
     """One simulated dispenser: the real store, the real button gate, a paper counter, how
     long each part of a visit keeps it busy, and the similarity table the crowd was drawn
-    from (to add up what it predicts), if any."""
+    from and the crowd's own sampled tail (to add up what each predicts), if given."""
 
     def __init__(self, settings: Settings, run: RunSettings, scenario: Scenario,
-                 clock: VirtualClock, table: SimilarityTable | None) -> None:
+                 clock: VirtualClock, table: SimilarityTable | None,
+                 sampled: SampledTail | None) -> None:
         store_settings = dataclasses.replace(settings.store, deny_window_s=run.deny_window_s)
         self.clock = clock
         self.rule = (rule_for(settings) if run.threshold is None
@@ -211,6 +218,7 @@ class _Machine:
                                    start_sweeper=False, zeroise_on_signals=False)
         self.deny_window_s = run.deny_window_s
         self.table = table
+        self.sampled = sampled
         self.button = ButtonGate(settings.dispense.button_min_interval_s)
         self.roll_mm = int(scenario.roll_m * 1000)
         self.ribbon_mm = settings.dispense.ribbon_mm
@@ -241,13 +249,15 @@ def _store_log_quiet() -> Iterator[None]:
 
 
 def run_crowd(crowd: Crowd, scenario: Scenario, settings: Settings,
-              run: RunSettings, table: SimilarityTable | None = None) -> RunResult:
+              run: RunSettings, table: SimilarityTable | None = None,
+              sampled: SampledTail | None = None) -> RunResult:
     """Replay `crowd` through a fresh store with `run`'s settings; score every decision
-    (and, given the `table` the crowd was drawn from, what it predicts for them).
+    (and, given the `table` the crowd was drawn from and the crowd's `sampled` tail,
+    what each predicts for them).
 
     Visitors queue for the one machine and leave when the wait outlasts their patience;
     a free dispenser (one ribbon for everybody) is counted alongside for comparison."""
-    machine = _Machine(settings, run, scenario, VirtualClock(start=0.0), table)
+    machine = _Machine(settings, run, scenario, VirtualClock(start=0.0), table, sampled)
     result = RunResult(threshold=run.threshold, deny_window_s=run.deny_window_s,
                        visits=len(crowd))
     last_served: dict[int, float] = {}
@@ -339,8 +349,9 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     served_at = last_served.get(person)
     should_deny = served_at is not None and now - served_at < machine.deny_window_s
     decision = machine.store.decide(crowd.templates[i].copy())
-    _score_thresholds(machine.rule, decision.live_count, result,
-                      None if should_deny or staff else machine.table)
+    if not (should_deny or staff):
+        _predict(machine, decision.live_count, result)
+    _note_threshold(machine.rule, decision.live_count, result)
     occupancy = machine.store.counters().occupancy
     result.peak_occupancy = max(result.peak_occupancy, occupancy)
     if not decision.dispense:
@@ -379,18 +390,29 @@ def _face_visit(machine: _Machine, result: RunResult, crowd: Crowd, i: int,
     return ribbon_s
 
 
-def _score_thresholds(rule: MatchRule, live: int, result: RunResult,
-                      table: SimilarityTable | None) -> None:
-    """Record the refusal threshold this decision met and, for a stranger (`table` given),
-    what the table predicts: refusal 1 - (1 - f(certain))^N, shorter ribbon the same at
-    `likely` minus that."""
-    likely, certain = rule.thresholds(live)
+def _note_threshold(rule: MatchRule, live: int, result: RunResult) -> None:
+    """Record the refusal threshold this decision met."""
+    certain = rule.certain(live)
     low, high = result.certain_range or (certain, certain)
     result.certain_range = (min(low, certain), max(high, certain))
-    if table is not None and live:
-        refused = table.per_visit_wrongful_refusal(certain, live)
+
+
+def _predict(machine: _Machine, live: int, result: RunResult) -> None:
+    """For a stranger's decision, what the table and the crowd's sampled tail predict:
+    refusal 1 - (1 - f(certain))^N, shorter ribbon the same at `likely` minus that."""
+    if not live:
+        return
+    likely, certain = machine.rule.thresholds(live)
+    if machine.table is not None:
+        refused = machine.table.per_visit_wrongful_refusal(certain, live)
         result.expected_false_denials += refused
-        result.expected_short_ribbons += table.per_visit_wrongful_refusal(likely, live) - refused
+        result.expected_short_ribbons += (
+            machine.table.per_visit_wrongful_refusal(likely, live) - refused)
+    if machine.sampled is not None:
+        refused = machine.sampled.per_visit_wrongful_refusal(certain, live)
+        result.model_false_denials += refused
+        result.model_short_ribbons += (
+            machine.sampled.per_visit_wrongful_refusal(likely, live) - refused)
 
 
 def _roll_empty(machine: _Machine, result: RunResult) -> None:
@@ -430,6 +452,9 @@ class CrowdReport:
 
 
 SIMILARITY_SAMPLE_PAIRS = 5000
+# Fresh people whose all pairs (4.5 million) give the crowd's own impostor tail: about
+# 150 pairs at a 3e-5 share, where the shipped rule refuses at 20 live templates.
+TAIL_PEOPLE = 3000
 
 
 def study(scenario: Scenario, settings: Settings, table: SimilarityTable, seed: int,
@@ -448,8 +473,10 @@ def study(scenario: Scenario, settings: Settings, table: SimilarityTable, seed: 
     points = sweep_points(scenario, table)
     todo = [configured_point, *points]
     results: dict[RunSettings, RunResult] = {}
+    tail = sampled_tail(Population(model, seed), TAIL_PEOPLE,
+                        np.random.default_rng([seed, 0x7A]))
     for done, point in enumerate(todo, start=1):
-        results[point] = run_crowd(crowd, scenario, settings, point, table)
+        results[point] = run_crowd(crowd, scenario, settings, point, table, tail)
         if progress is not None:
             progress(done, len(todo))
     sampled = sample_similarities(

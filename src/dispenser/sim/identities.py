@@ -71,7 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dispenser.embedders import TEMPLATE_DIM
-from dispenser.sim.similarity import Quantiles, SimilarityTable
+from dispenser.sim.similarity import Quantiles, SimilarityTable, any_of
 
 MIN_DIM = 32
 # Look-alike tree: branching per level, and the table probability each level reproduces
@@ -745,6 +745,33 @@ def impostor_tail_counts(population: Population, people: int, thresholds: np.nda
         scores = np.sort(block[upper])
         counts += len(scores) - np.searchsorted(scores, thresholds, side="left")
     return counts, people * (people - 1) // 2
+
+
+@dataclass(frozen=True)
+class SampledTail:
+    """The synthetic people's own impostor tail: the share of pairs at or above each of
+    `cosines`, counted over all pairs of fresh people (one visit each). A crowd study
+    adds up what it predicts beside what the measured table predicts: where the two
+    differ, the synthetic people do not copy the table (docs/simulator.md)."""
+
+    cosines: np.ndarray
+    shares: np.ndarray
+    pairs: int
+
+    def per_visit_wrongful_refusal(self, threshold: float, live: int) -> float:
+        """As `SimilarityTable.per_visit_wrongful_refusal`, with the sampled share."""
+        return any_of(float(np.interp(threshold, self.cosines, self.shares)), live)
+
+
+# The sampled tail's grid: every 0.002 of cosine (the rule's thresholds fall between).
+_TAIL_GRID = np.round(np.arange(-1.0, 1.0 + 1e-9, 0.002), 3)
+
+
+def sampled_tail(population: Population, people: int,
+                 rng: np.random.Generator) -> SampledTail:
+    """`SampledTail` over all pairs of `people` fresh people of `population`."""
+    counts, pairs = impostor_tail_counts(population, people, _TAIL_GRID, rng)
+    return SampledTail(_TAIL_GRID, counts / pairs, pairs)
 
 
 def strangers_matched(population: Population, live: int, strangers: int,

@@ -58,6 +58,8 @@ def run_record(run: RunResult) -> dict[str, Any]:
         "false_denials": run.false_denials,
         "expected_false_denials": _r(run.expected_false_denials),
         "expected_short_ribbons": _r(run.expected_short_ribbons),
+        "model_false_denials": _r(run.model_false_denials),
+        "model_short_ribbons": _r(run.model_short_ribbons),
         "false_admits": run.false_admits,
         "staff_served": run.staff_served, "staff_denied": run.staff_denied,
         "button_served": run.button_served, "button_refused": run.button_refused,
@@ -166,8 +168,9 @@ def summary_lines(report: CrowdReport) -> list[str]:
         f"{r.staff_served}/{r.staff_denied}",
         f"    strangers wrongly refused {r.false_denials} "
         f"({100 * r.false_denial_rate:.2f}% of eligible face visits), given the shorter "
-        f"ribbon {r.short_ribbons}; the table predicts {r.expected_false_denials:.2f} and "
-        f"{r.expected_short_ribbons:.2f} for the same decisions",
+        f"ribbon {r.short_ribbons}; for the same decisions the table predicts "
+        f"{r.expected_false_denials:.2f} and {r.expected_short_ribbons:.2f}, the synthetic "
+        f"people {r.model_false_denials:.2f} and {r.model_short_ribbons:.2f}",
         f"    button served/refused {r.button_served}/{r.button_refused}, gave up queueing "
         f"{r.gave_up}, evictions {r.evictions}, deletions {r.deletions}, "
         f"peak occupancy {r.peak_occupancy}, wait mean/max {r.wait_mean_s:.0f}/"

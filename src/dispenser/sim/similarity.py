@@ -151,10 +151,14 @@ class SimilarityTable:
 
     def per_visit_wrongful_refusal(self, threshold: float, live: int) -> float:
         """Chance a stranger matches one of `live` templates at `threshold`, if each
-        comparison is an independent draw from the impostor distribution:
-        1 - (1 - f)^N with f the share of impostor pairs at or above the threshold."""
-        f = float(self.impostor.tail_share(threshold))
-        return -math.expm1(max(live, 1) * math.log1p(-min(f, 1.0 - 1e-15)))
+        comparison is an independent draw from the impostor distribution (`any_of`)."""
+        return any_of(float(self.impostor.tail_share(threshold)), live)
+
+
+def any_of(f: float, live: int) -> float:
+    """1 - (1 - f)^N: the chance that at least one of N = `live` independent comparisons,
+    each reaching the threshold with probability f, reaches it."""
+    return -math.expm1(max(live, 1) * math.log1p(-min(f, 1.0 - 1e-15)))
 
 
 def _error(where: str, key: str, what: str) -> SimilarityError:
