@@ -6,7 +6,8 @@ Run: pytest bench/test_bench_vision.py  (figures go to docs/performance.md, "Det
 * `test_detect`: one frame -> faces (pyramid, P-, R-, O-Net, NMS, landmarks) at 640x480 and
   320x240, 1 and 2 threads, onnxruntime vs cv2.dnn. The frame holds one face (the
   public-domain astronaut photo), so every stage of the cascade runs.
-* `test_align`: 5 landmarks -> the embedder's 150x150 chip (dispenser.vision.align).
+* `test_align`: 5 landmarks -> each shipped embedder's chip, as its card's `[alignment]`
+  asks (dispenser.vision.align: SFace's 112x112 template chip, dlib's 150x150 face chip).
 * `test_opencv_agrees_on_the_face`: what cv2.dnn's outputs do to the detections (it differs
   from onnxruntime on R-Net and O-Net; see docs/performance.md).
 * `test_detect_speed_ratios`: the target, as a ratio measured here and now.
@@ -23,7 +24,8 @@ import numpy as np
 import pytest
 from bench_timing import best_of
 
-from dispenser.vision.align import CHIP_SIZE, align_face
+from dispenser.embedders import EMBEDDER_NAMES, embedder_card
+from dispenser.vision.align import CHIP_SIZE, aligner_for
 from dispenser.vision.detector import MTCNN_MODELS, MtcnnDetector
 from dispenser.vision.model_files import load_card, packaged_model_path
 
@@ -109,12 +111,18 @@ def test_detect(benchmark: Any, runtime: str, size: str, threads: int) -> None:
                        warmup_rounds=3)
 
 
-def test_align(benchmark: Any) -> None:
+@pytest.mark.parametrize("embedder", EMBEDDER_NAMES)
+def test_align(benchmark: Any, embedder: str) -> None:
+    card = load_card(embedder_card(embedder))
+    align = aligner_for(card)
+    size = int(card.sections.get("alignment", {}).get("size", CHIP_SIZE))
     image = frame_rgb(SIZES["640x480"])
     (face,) = ort_detector(1).detect(image)
-    chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-    benchmark.group = "align one face to the 150x150 chip"
-    benchmark.pedantic(lambda: align_face(image, face.box, face.landmarks, chip),
+    chip = np.zeros((size, size, 3), np.uint8)
+    align(image, face.box, face.landmarks, chip)
+    assert chip.any()  # the face landed in the chip
+    benchmark.group = f"align one face to the {embedder} chip ({size}x{size})"
+    benchmark.pedantic(lambda: align(image, face.box, face.landmarks, chip),
                        rounds=200, iterations=1, warmup_rounds=5)
 
 
