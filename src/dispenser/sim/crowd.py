@@ -398,21 +398,27 @@ def _note_threshold(rule: MatchRule, live: int, result: RunResult) -> None:
 
 
 def _predict(machine: _Machine, live: int, result: RunResult) -> None:
-    """For a stranger's decision, what the table and the crowd's sampled tail predict:
-    refusal 1 - (1 - f(certain))^N, shorter ribbon the same at `likely` minus that."""
+    """For a stranger's decision, what the table and the crowd's sampled tail predict
+    (`_refused_and_short`)."""
     if not live:
         return
     likely, certain = machine.rule.thresholds(live)
     if machine.table is not None:
-        refused = machine.table.per_visit_wrongful_refusal(certain, live)
+        refused, short = _refused_and_short(machine.table, likely, certain, live)
         result.expected_false_denials += refused
-        result.expected_short_ribbons += (
-            machine.table.per_visit_wrongful_refusal(likely, live) - refused)
+        result.expected_short_ribbons += short
     if machine.sampled is not None:
-        refused = machine.sampled.per_visit_wrongful_refusal(certain, live)
+        refused, short = _refused_and_short(machine.sampled, likely, certain, live)
         result.model_false_denials += refused
-        result.model_short_ribbons += (
-            machine.sampled.per_visit_wrongful_refusal(likely, live) - refused)
+        result.model_short_ribbons += short
+
+
+def _refused_and_short(predictor: SimilarityTable | SampledTail, likely: float,
+                       certain: float, live: int) -> tuple[float, float]:
+    """(chance of a refusal, of the shorter ribbon): 1 - (1 - f(certain))^N, and the same
+    at `likely` minus that."""
+    refused = predictor.per_visit_wrongful_refusal(certain, live)
+    return refused, predictor.per_visit_wrongful_refusal(likely, live) - refused
 
 
 def _roll_empty(machine: _Machine, result: RunResult) -> None:

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -676,13 +676,19 @@ def sample_similarities(population: Population, pairs: int,
     return SampledSimilarities(rows(a, elsewhere), rows(a, same), rows(a, b))
 
 
+def _upper_bands(t: np.ndarray, band: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """All pairs i < j of the templates `t`, a band of rows at a time: (first row, the
+    band's cosines against rows from there on, the mask of its strict upper triangle)."""
+    for start in range(0, len(t), band):
+        block = t[start:start + band] @ t[start:].T
+        yield start, block, np.triu(np.ones(block.shape, dtype=bool), k=1)
+
+
 def _upper_pairs(t: np.ndarray, leaf: np.ndarray,
                  band: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(cosine, shared levels) of every pair i < j of the templates `t`."""
     scores, levels = [], []
-    for start in range(0, len(t), band):
-        block = t[start:start + band] @ t[start:].T
-        upper = np.triu(np.ones(block.shape, dtype=bool), k=1)
+    for start, block, upper in _upper_bands(t, band):
         scores.append(block[upper])
         levels.append(shared_levels(leaf[start:start + band, None], leaf[None, start:])[upper])
     return np.concatenate(scores), np.concatenate(levels)
@@ -738,10 +744,7 @@ def impostor_tail_counts(population: Population, people: int, thresholds: np.nda
     fresh people, one visit each: enough pairs to see a 1e-5 tail without storing them."""
     t = population.visits(population.fresh_people(people, rng), rng)
     counts = np.zeros(len(thresholds), dtype=np.int64)
-    for start in range(0, people, chunk):
-        block = t[start:start + chunk] @ t[start:].T
-        # Keep the pairs (i, j) with j > i: the strict upper triangle of this band.
-        upper = np.triu(np.ones(block.shape, dtype=bool), k=1)
+    for _, block, upper in _upper_bands(t, chunk):
         scores = np.sort(block[upper])
         counts += len(scores) - np.searchsorted(scores, thresholds, side="left")
     return counts, people * (people - 1) // 2
